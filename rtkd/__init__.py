@@ -1,0 +1,11 @@
+"""rtkd: real-time segmentation networks and config-driven knowledge distillation for OpenMMLab 2.x.
+
+Importing ``rtkd`` (what ``custom_imports = dict(imports=['rtkd'])`` does in a config) registers the
+project's datasets, models, distillers, losses and hooks into the mmseg / mmdet / mmpretrain
+registries and makes mmengine checkpoints load with torch's safe loader.
+"""
+from .version import __version__
+from . import compat  # noqa: F401  (safe checkpoint loading on torch >= 2.6)
+from . import datasets, models  # noqa: F401
+
+__all__ = ['__version__']

@@ -1,0 +1,1 @@
+"""rtkd backbones (registered into mmseg MODELS on import)."""

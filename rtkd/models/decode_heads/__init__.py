@@ -1,0 +1,1 @@
+"""rtkd decode_heads (registered into mmseg MODELS on import)."""

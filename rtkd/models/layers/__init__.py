@@ -1,0 +1,1 @@
+"""rtkd layers (registered into mmseg MODELS on import)."""

@@ -1,0 +1,51 @@
+"""Small runtime helpers shared by ``tools/`` scripts and the distiller."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+
+import torch
+
+
+def setup_cpu_distributed(cfg) -> bool:
+    """Prepare a config for ``torchrun ... --launcher pytorch`` on a machine without CUDA.
+
+    mmengine 0.10's ``init_dist`` calls ``torch.cuda.set_device`` and its DDP wrapper passes
+    ``device_ids=[LOCAL_RANK]``; both fail on CPU. When launched by torchrun without CUDA we
+    initialise a ``gloo`` process group ourselves (so the Runner skips ``init_dist``) and let DDP
+    wrap CPU modules (``device_ids=None``). On GPUs nothing is changed (NCCL as usual).
+
+    Args:
+        cfg (mmengine.Config): the config; ``model_wrapper_cfg`` is filled in when needed.
+
+    Returns:
+        bool: whether a CPU (gloo) process group was created.
+    """
+    if torch.cuda.is_available() or 'RANK' not in os.environ:
+        return False
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    return True
+
+
+def check_file(path: str, what: str) -> str:
+    """Fail early, in one sentence, when a local file is missing (URLs pass through).
+
+    Args:
+        path (str): local path or URL.
+        what (str): what the file is, for the message (e.g. ``'checkpoint'``).
+
+    Returns:
+        str: ``path`` unchanged.
+    """
+    if '://' in path:
+        return path
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} file not found: {osp.abspath(path)!r} does not exist.')
+    return path
