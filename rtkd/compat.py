@@ -1,5 +1,10 @@
 """Compatibility fixes applied when ``rtkd`` is imported.
 
+1. Safe checkpoint loading on torch >= 2.6 (below).
+2. mmseg 1.2.2's class-weighted cross-entropy crashing on ignored pixels
+   (:func:`patch_weighted_cross_entropy`).
+
+
 torch >= 2.6 loads checkpoints with ``weights_only=True``. mmengine 0.10.7 writes its message hub
 (``HistoryBuffer`` objects holding numpy arrays) into every checkpoint, so ``--resume``,
 ``load_from`` and ``mim test --checkpoint`` fail with ``Weights only load failed``. Instead of
@@ -62,5 +67,35 @@ def register_safe_globals() -> None:
         add(_safe_globals())
 
 
+def patch_weighted_cross_entropy() -> None:
+    """Fix mmseg 1.2.2's class-weighted ``cross_entropy`` on ignored pixels.
+
+    With ``class_weight`` and ``reduction='mean'`` mmseg computes its averaging factor as
+    ``class_weight[label]`` for *every* pixel, so an ignored label (255) raises
+    ``IndexError: index 255 is out of bounds``. We compute the factor the way
+    ``torch.nn.functional.cross_entropy`` does for a weighted mean, the sum of the class weights
+    of the non-ignored pixels, and pass it in as ``avg_factor`` (so mmseg's faulty branch is not
+    reached). Everything else is mmseg's own code.
+    """
+    import mmseg.models.losses.cross_entropy_loss as ce_mod
+    original = ce_mod.cross_entropy
+    if getattr(original, '_rtkd_patched', False):
+        return
+
+    def cross_entropy(pred, label, weight=None, class_weight=None, reduction='mean',
+                      avg_factor=None, ignore_index=-100, avg_non_ignore=False):
+        if class_weight is not None and avg_factor is None and reduction == 'mean':
+            valid = label != ignore_index
+            avg_factor = class_weight[label[valid]].sum()
+        return original(pred, label, weight=weight, class_weight=class_weight,
+                        reduction=reduction, avg_factor=avg_factor, ignore_index=ignore_index,
+                        avg_non_ignore=avg_non_ignore)
+
+    cross_entropy._rtkd_patched = True
+    cross_entropy.__doc__ = original.__doc__
+    ce_mod.cross_entropy = cross_entropy
+
+
 register_safe_globals()
 patch_history_buffer()
+patch_weighted_cross_entropy()

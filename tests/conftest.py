@@ -51,18 +51,16 @@ def tiny_camvid(tmp_path_factory) -> str:
     return make_tiny_camvid(str(tmp_path_factory.mktemp('camvid')))
 
 
-def tiny_data_options(data_root: str, crop=(32, 48), batch_size: int = 2) -> dict:
-    """``cfg-options`` that point a CamVid config at a tiny folder, tiny crops, no workers.
+def tiny_data_options(data_root: str, batch_size: int = 2) -> dict:
+    """``cfg-options`` that point a CamVid config at a tiny folder, with no worker processes.
 
     Args:
         data_root (str): folder made by :func:`make_tiny_camvid`.
-        crop (tuple): training crop (h, w).
         batch_size (int): training batch size.
 
     Returns:
         dict: keys in mmengine ``merge_from_dict`` form.
     """
-    w, h = crop[1], crop[0]
     opts = {}
     for split in ('train', 'val', 'test'):
         key = f'{split}_dataloader'

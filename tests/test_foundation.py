@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 import os.path as osp
 import shutil
@@ -162,3 +161,18 @@ def test_project_template_builds():
         assert type(model.decode_head).__name__ == 'DSConvFCNHead'
     finally:
         sys.path.remove(ROOT)
+
+
+def test_weighted_cross_entropy_with_ignored_pixels():
+    """mmseg's class-weighted CE (patched by rtkd.compat) equals torch's weighted mean and
+    tolerates ignored (255) pixels."""
+    from mmseg.models.losses import CrossEntropyLoss
+    torch.manual_seed(0)
+    w = [1.0, 2.0, 0.5]
+    logits = torch.randn(2, 3, 4, 5)
+    label = torch.randint(0, 3, (2, 4, 5))
+    label[0, 0, :] = 255
+    loss = CrossEntropyLoss(class_weight=w, loss_weight=1.0)(logits, label, ignore_index=255)
+    ref = torch.nn.functional.cross_entropy(logits, label, weight=torch.tensor(w),
+                                            ignore_index=255)
+    assert torch.allclose(loss, ref, atol=1e-6)
