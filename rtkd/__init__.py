@@ -9,3 +9,4 @@ from . import compat  # noqa: F401  (safe checkpoint loading on torch >= 2.6)
 from . import datasets, models  # noqa: F401
 
 __all__ = ['__version__']
+from . import distill  # noqa: F401

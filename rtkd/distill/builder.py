@@ -1,0 +1,125 @@
+"""Build a network (student or teacher) from a config path, ``pkg::path``, or a dict.
+
+Accepted specs (``what`` is ``'student'`` or ``'teacher'``):
+
+* ``'path/to/config.py'`` - a config file; its ``model`` is built in the scope of its own
+  ``default_scope``. Relative paths are tried against the current directory, then the rtkd
+  repository root (configs are run from there), e.g. ``'../shared/teachers/x.py'``.
+* ``'mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py'`` - a config shipped with
+  an installed OpenMMLab package.
+* ``dict(config=<path>, checkpoint=<path or URL>, cfg_options=dict(...), scope='mmseg')`` -
+  the same with weights and config overrides (``cfg_options`` in ``--cfg-options`` form,
+  e.g. ``{'model.decode_head.num_classes': 11}``).
+* ``dict(type='EncoderDecoder', ...)`` - a model config; built in the current default scope
+  (or its ``_scope_``). ``dict(model=dict(...), scope=..., checkpoint=...)`` is also accepted.
+"""
+from __future__ import annotations
+
+import copy
+import os.path as osp
+from typing import Optional, Tuple
+
+import torch.nn as nn
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import MODELS, DefaultScope
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+_SPEC_KEYS = {'config', 'checkpoint', 'cfg_options', 'scope', 'model'}
+
+
+def resolve_config_path(path: str, what: str) -> str:
+    """Find a config file (``pkg::`` paths pass through); one-sentence error when missing.
+
+    Args:
+        path (str): local path (absolute, relative to cwd or to the repo root) or ``pkg::path``.
+        what (str): for the message, e.g. ``'teacher config'``.
+
+    Returns:
+        str: an absolute path or the ``pkg::path`` unchanged.
+    """
+    if '::' in path:
+        return path
+    tried = [path] if osp.isabs(path) else [osp.abspath(path), osp.join(REPO_ROOT, path)]
+    for cand in tried:
+        if osp.isfile(cand):
+            return osp.abspath(cand)
+    raise FileNotFoundError(f'{what} not found: tried {", ".join(repr(t) for t in tried)}; '
+                            f'give a path relative to the current directory or the repo root.')
+
+
+def resolve_checkpoint_path(path: str, what: str) -> str:
+    """Local checkpoint lookup like :func:`resolve_config_path`; URLs pass through."""
+    if '://' in path:
+        return path
+    tried = [path] if osp.isabs(path) else [osp.abspath(path), osp.join(REPO_ROOT, path)]
+    for cand in tried:
+        if osp.isfile(cand):
+            return osp.abspath(cand)
+    raise FileNotFoundError(f'{what} checkpoint not found: {tried[0]!r} does not exist; fix '
+                            f'the checkpoint path (a local file or a URL).')
+
+
+def load_config(path: str) -> Config:
+    """Load a config from a local path or an installed package (``mmseg::...``)."""
+    if '::' in path:
+        from mmengine.hub import get_config
+        return get_config(path)
+    return Config.fromfile(path)
+
+
+def normalize_spec(spec, what: str) -> dict:
+    """Turn any accepted spec into ``dict(config|model, checkpoint, cfg_options, scope)``."""
+    if isinstance(spec, str):
+        return dict(config=spec)
+    if isinstance(spec, (dict, ConfigDict)):
+        spec = dict(copy.deepcopy(spec))
+        if 'type' in spec and 'config' not in spec:
+            return dict(model=spec, scope=spec.pop('_scope_', None))
+        unknown = set(spec) - _SPEC_KEYS
+        if unknown or not ({'config', 'model'} & set(spec)):
+            raise ValueError(f"{what} must be a config path, a model dict with 'type', or "
+                             f"dict(config=..., checkpoint=...); got keys {sorted(spec)}.")
+        return spec
+    raise TypeError(f'{what} must be a config path or a dict, got {type(spec).__name__}.')
+
+
+def build_network(spec, what: str) -> Tuple[nn.Module, Optional[str], str]:
+    """Build a network from a spec in the scope of its own config.
+
+    Args:
+        spec (str | dict): see the module docstring.
+        what (str): ``'student'`` or ``'teacher'`` (for messages).
+
+    Returns:
+        tuple: (model, checkpoint or None, scope name).
+    """
+    spec = normalize_spec(spec, what)
+    ckpt = spec.get('checkpoint')
+    if ckpt is not None:
+        ckpt = resolve_checkpoint_path(ckpt, what)
+    scope = spec.get('scope')
+    if 'config' in spec:
+        cfg = load_config(resolve_config_path(spec['config'], f'{what} config'))
+        if spec.get('cfg_options'):
+            cfg.merge_from_dict(dict(spec['cfg_options']))
+        if 'model' not in cfg:
+            raise KeyError(f"{what} config {spec['config']!r} has no 'model'; point to a full "
+                           f'model config.')
+        model_cfg = copy.deepcopy(cfg.model)
+        if cfg.get('data_preprocessor') is not None and 'data_preprocessor' not in model_cfg:
+            # mmpretrain configs keep it top-level; mmengine's Runner merges it the same way
+            model_cfg['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor)
+        scope = scope or cfg.get('default_scope') or (
+            spec['config'].split('::')[0] if '::' in spec['config'] else None)
+        imports = cfg.get('custom_imports')
+        if imports:
+            from mmengine.utils import import_modules_from_strings
+            import_modules_from_strings(**imports)
+    else:
+        model_cfg = ConfigDict(copy.deepcopy(spec['model']))  # attribute access, as from files
+    if scope is None:
+        current = DefaultScope.get_current_instance()
+        scope = current.scope_name if current is not None else 'mmengine'
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(model_cfg)
+    return model, ckpt, scope

@@ -1,0 +1,156 @@
+"""Connectors: small learned (or fixed) adapters applied to a tapped student feature.
+
+A connector maps a student tap to the teacher's channel count and/or size before a loss sees
+it. In a recipe they are keyed by tap name; a list chains several::
+
+    connectors=dict(s_feat=[dict(type='ConvBNConnector', in_channels=128, out_channels=256),
+                            dict(type='ResizeConnector', like='t_feat')])
+
+Connectors are trained with the student (they live in the distiller's ``connectors``
+ModuleDict, so they are in checkpoints) and dropped from the exported student checkpoint.
+Every connector's ``forward(x, ref=None)`` takes the tapped tensor and, for connectors with a
+``like`` tap, that tap's tensor as the size reference.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+from torch import Tensor
+
+
+class BaseConnector(nn.Module):
+    """Base class: ``forward(x, ref=None)``; ``like`` names the tap used as ``ref``.
+
+    Args:
+        like (str | None): name of a tap whose tensor is passed as ``ref``.
+    """
+
+    def __init__(self, like: Optional[str] = None) -> None:
+        super().__init__()
+        self.like = like
+
+    def _check_channels(self, x: Tensor, expected: int) -> None:
+        if x.dim() < 2 or x.shape[1] != expected:
+            raise ValueError(f'{type(self).__name__} expects {expected} input channels but the '
+                             f'tapped tensor has shape {tuple(x.shape)}; set in_channels='
+                             f'{x.shape[1] if x.dim() > 1 else "?"}.')
+
+
+@MODELS.register_module()
+class ConvBNConnector(BaseConnector):
+    """1x1 convolution + BatchNorm (the FitNets / OFD / CWD channel adapter).
+
+    ``y = BN(W * x)`` with ``W`` a 1x1 conv ``in_channels -> out_channels`` (no bias).
+
+    Args:
+        in_channels (int): student channels.
+        out_channels (int): teacher channels.
+        norm (bool): add the BatchNorm (default True).
+        like (str | None): unused, kept for a uniform interface.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, norm: bool = True,
+                 like: Optional[str] = None) -> None:
+        super().__init__(like)
+        self.in_channels = in_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=not norm)
+        self.bn = nn.BatchNorm2d(out_channels) if norm else nn.Identity()
+
+    def forward(self, x: Tensor, ref: Optional[Tensor] = None) -> Tensor:
+        """Adapt ``x`` (N x in_channels x H x W) to N x out_channels x H x W."""
+        self._check_channels(x, self.in_channels)
+        return self.bn(self.conv(x))
+
+
+@MODELS.register_module()
+class Conv3x3ReLUConnector(BaseConnector):
+    """3x3 convolution + ReLU, the adaptation layer of FGFI (Wang et al., CVPR 2019).
+
+    ``y = ReLU(W * x + b)`` with ``W`` a 3x3 conv (padding 1) ``in_channels -> out_channels``.
+
+    Args:
+        in_channels (int): student channels.
+        out_channels (int): teacher channels.
+        relu (bool): apply the ReLU (default True).
+        like (str | None): unused, kept for a uniform interface.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, relu: bool = True,
+                 like: Optional[str] = None) -> None:
+        super().__init__(like)
+        self.in_channels = in_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.act = nn.ReLU(inplace=False) if relu else nn.Identity()
+
+    def forward(self, x: Tensor, ref: Optional[Tensor] = None) -> Tensor:
+        """Adapt ``x`` (N x in_channels x H x W) to N x out_channels x H x W."""
+        self._check_channels(x, self.in_channels)
+        return self.act(self.conv(x))
+
+
+@MODELS.register_module()
+class ResizeConnector(BaseConnector):
+    """Resize (bilinear by default) to a fixed size or to the spatial size of another tap.
+
+    Args:
+        like (str | None): tap whose spatial size is the target (e.g. the teacher tap).
+        size (Sequence[int] | None): fixed target (h, w) when ``like`` is not given.
+        mode (str): interpolation mode for ``F.interpolate``.
+        align_corners (bool): passed to ``F.interpolate`` for (bi)linear modes.
+    """
+
+    def __init__(self, like: Optional[str] = None, size: Optional[Sequence[int]] = None,
+                 mode: str = 'bilinear', align_corners: bool = False) -> None:
+        super().__init__(like)
+        if like is None and size is None:
+            raise ValueError("ResizeConnector needs like='<tap name>' or size=(h, w).")
+        self.size = tuple(size) if size is not None else None
+        self.mode = mode
+        self.align_corners = align_corners
+
+    def forward(self, x: Tensor, ref: Optional[Tensor] = None) -> Tensor:
+        """Resize ``x`` (N x C x H x W) to ``ref``'s H x W or to ``size``."""
+        size = tuple(ref.shape[2:]) if ref is not None else self.size
+        if tuple(x.shape[2:]) == size:
+            return x
+        kw = dict(align_corners=self.align_corners) if 'linear' in self.mode or \
+            self.mode == 'bicubic' else {}
+        return F.interpolate(x, size=size, mode=self.mode, **kw)
+
+
+def build_connector(cfg: Union[dict, Sequence[dict]]) -> nn.Module:
+    """Build one connector from a dict, or a chain (``nn.Sequential``-like) from a list.
+
+    Args:
+        cfg (dict | list[dict]): connector config(s).
+
+    Returns:
+        nn.Module: a connector or a :class:`ConnectorChain`.
+    """
+    if isinstance(cfg, (list, tuple)):
+        return ConnectorChain([build_connector(c) for c in cfg])
+    if isinstance(cfg, nn.Module):
+        return cfg
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f"a connector must be a dict with a 'type' (or a list of them), "
+                        f'got {cfg!r}.')
+    return MODELS.build(cfg)
+
+
+class ConnectorChain(nn.ModuleList):
+    """Apply connectors in order; each receives the same ``ref`` resolution rule."""
+
+    @property
+    def likes(self) -> list:
+        """Tap names the chain's members use as size reference."""
+        return [getattr(m, 'like', None) for m in self]
+
+    def forward(self, x: Tensor, refs: Optional[dict] = None) -> Tensor:  # type: ignore[override]
+        """Apply each member; ``refs`` maps tap names to tensors for ``like`` lookups."""
+        for m in self:
+            like = getattr(m, 'like', None)
+            x = m(x, refs.get(like) if (refs is not None and like) else None)
+        return x

@@ -1,0 +1,68 @@
+"""``StudentCheckpointHook``: write student-only checkpoints while distilling.
+
+Files: ``<work_dir>/student_iter_<N>.pth`` every ``interval`` iterations (``interval=-1``: none)
+and ``<work_dir>/student_latest.pth`` after training (and at each save). Their ``state_dict``
+keys are those of the plain student, so the student's own config loads them
+(``mim test mmseg <student config> --checkpoint <work_dir>/student_latest.pth``).
+
+Config: ``custom_hooks = [dict(type='StudentCheckpointHook', interval=1000)]``.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Optional
+
+from mmengine.dist import master_only
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
+
+
+@HOOKS.register_module()
+class StudentCheckpointHook(Hook):
+    """Save the student alone from a Distiller run.
+
+    Args:
+        interval (int): save ``student_iter_<N>.pth`` every ``interval`` iterations
+            (-1: only ``student_latest.pth`` at the end).
+        save_latest (bool): also (over)write ``student_latest.pth`` at each save and at the end.
+        out_dir (str | None): folder (default: the runner's work_dir).
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, interval: int = -1, save_latest: bool = True,
+                 out_dir: Optional[str] = None) -> None:
+        self.interval = interval
+        self.save_latest = save_latest
+        self.out_dir = out_dir
+
+    @staticmethod
+    def _student(runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not hasattr(model, 'student'):
+            raise TypeError('StudentCheckpointHook needs a Distiller model (with .student).')
+        return model.student
+
+    @master_only
+    def _save(self, runner, names) -> None:
+        ckpt = dict(meta=dict(iter=runner.iter, epoch=runner.epoch, source='rtkd Distiller',
+                              experiment_name=runner.experiment_name),
+                    state_dict=weights_to_cpu(self._student(runner).state_dict()))
+        folder = self.out_dir or runner.work_dir
+        for name in names:
+            save_checkpoint(ckpt, osp.join(folder, name))
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        """Save every ``interval`` iterations."""
+        if self.interval > 0 and self.every_n_train_iters(runner, self.interval):
+            names = [f'student_iter_{runner.iter + 1}.pth']
+            if self.save_latest:
+                names.append('student_latest.pth')
+            self._save(runner, names)
+
+    def after_train(self, runner) -> None:
+        """Save ``student_latest.pth`` at the end of training."""
+        if self.save_latest:
+            self._save(runner, ['student_latest.pth'])

@@ -1,0 +1,199 @@
+"""Distiller through the real mmengine Runner: train/val/test, resume, student export, DDP, recipes.
+
+Tiny CamVid (tests/conftest.py), 32x48 crops, 2-3 iterations, tiny mmseg models.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import os.path as osp
+import runpy
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope
+from mmengine.runner import Runner
+
+import rtkd  # noqa: F401
+from test_distiller import seg_model
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+BASES = [osp.join(ROOT, 'configs/_base_', p) for p in
+         ('datasets/camvid.py', 'default_runtime.py', 'schedules/schedule_poly.py')]
+
+
+def write_config(path: str, data_root: str, work_dir: str, model: dict, max_iters: int = 2,
+                 extra: str = '') -> str:
+    """A complete tiny config file (also used by torchrun)."""
+    text = f"""
+_base_ = {BASES!r}
+work_dir = {work_dir!r}
+data_root = {data_root!r}
+train_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                  dict(type='RandomCrop', crop_size=(32, 48)), dict(type='PackSegInputs')]
+test_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                 dict(type='PackSegInputs')]
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters={max_iters}, val_interval=2)
+param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=2, by_epoch=False)]
+default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=5),
+                     logger=dict(interval=1), visualization=dict(draw=False))
+randomness = dict(seed=0)
+model = {model!r}
+{extra}
+"""
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+@pytest.fixture(scope='module')
+def teacher(tmp_path_factory):
+    root = tmp_path_factory.mktemp('teacher_r')
+    cfg_path = osp.join(root, 'teacher.py')
+    with open(cfg_path, 'w') as f:
+        f.write(f"default_scope = 'mmseg'\nmodel = {seg_model(8)!r}\n")
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        t = MODELS.build(seg_model(8))
+    ckpt = osp.join(root, 'teacher.pth')
+    torch.save(dict(state_dict=t.state_dict()), ckpt)
+    return cfg_path, ckpt
+
+
+def distiller(teacher, losses=None, **kw) -> dict:
+    return dict(
+        type='Distiller',
+        student=dict(model=seg_model(4, aux=True), scope='mmseg'),
+        teacher=dict(config=teacher[0], checkpoint=teacher[1]),
+        taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
+                  s_feat='student:backbone[3]', t_feat='teacher:backbone[3]'),
+        losses=losses or dict(loss_cwd=dict(type='ChannelWiseKD', tau=4.0, loss_weight=3.0,
+                                            student='s_logits', teacher='t_logits')),
+        **kw)
+
+
+HOOKS = ("custom_hooks = [dict(type='StudentCheckpointHook', interval=2)]\n"
+         "model_wrapper_cfg = dict(type='DistillerDataParallel')\n")
+
+
+def test_train_test_resume_and_student_roundtrip(tiny_camvid, teacher, tmp_path):
+    work = str(tmp_path / 'work')
+    cfg_file = write_config(str(tmp_path / 'kd.py'), tiny_camvid, work, distiller(teacher),
+                            extra=HOOKS)
+    runner = Runner.from_cfg(Config.fromfile(cfg_file))
+    runner.train()
+    scalars = runner.message_hub.log_scalars
+    assert {'train/loss_cwd', 'train/decode.loss_ce', 'train/aux.loss_ce'} <= set(scalars)
+    for f in ('iter_2.pth', 'student_iter_2.pth', 'student_latest.pth'):
+        assert osp.isfile(osp.join(work, f)), f
+    ckpt = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu')
+    keys = list(ckpt['state_dict'])
+    assert keys and all(k.split('.')[0] in ('student', 'losses', 'connectors', 'distill_iter')
+                        for k in keys)
+    assert int(ckpt['state_dict']['distill_iter']) == 2
+    kd_metrics = runner.test()
+    assert 'mIoU' in kd_metrics
+
+    # student-only checkpoint: tool output == hook output, loads into the plain student config
+    out = str(tmp_path / 'student.pth')
+    tool = runpy.run_path(osp.join(ROOT, 'tools/model_converters/extract_student.py'))
+    tool['main']([osp.join(work, 'iter_2.pth'), out])  # in-process: no second 20 s import
+    a = torch.load(out, map_location='cpu')['state_dict']
+    b = torch.load(osp.join(work, 'student_latest.pth'), map_location='cpu')['state_dict']
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    s_file = write_config(str(tmp_path / 'student_cfg.py'), tiny_camvid, str(tmp_path / 's'),
+                          seg_model(4, aux=True), extra="default_scope = 'mmseg'\n")
+    s_cfg = Config.fromfile(s_file)
+    s_cfg.load_from = out
+    s_metrics = Runner.from_cfg(s_cfg).test()
+    assert s_metrics['mIoU'] == pytest.approx(kd_metrics['mIoU'])
+
+    # resume: continues iteration count and the distiller's schedule counter
+    cfg = Config.fromfile(write_config(str(tmp_path / 'kd3.py'), tiny_camvid, work,
+                                       distiller(teacher), max_iters=3, extra=HOOKS))
+    cfg.resume = True
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 3 and int(runner.model.distill_iter) == 3
+
+
+SKD = dict(
+    loss_pi=dict(type='PixelWiseKD', tau=1.0, loss_weight=10.0, student='s_logits',
+                 teacher='t_logits'),
+    loss_pa=dict(type='PairWiseKD', scale=0.5, loss_weight=1.0, student='s_feat',
+                 teacher='t_feat'),
+    loss_hkd=dict(type='HolisticKD', num_classes=11, num_convs=2, base_channels=8,
+                  loss_weight=0.1, student='s_logits', teacher='t_logits'))
+ADV_OPTIM = """
+optim_wrapper = dict(_delete_=True, constructor='DistillOptimWrapperConstructor',
+    student=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+    discriminator=dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4,
+                                                           betas=(0.5, 0.9))))
+"""
+
+
+def test_adversarial_two_optimizers_and_resume(tiny_camvid, teacher, tmp_path):
+    work = str(tmp_path / 'work')
+    cfg = Config.fromfile(write_config(str(tmp_path / 'skd.py'), tiny_camvid, work,
+                                       distiller(teacher, SKD), extra=HOOKS + ADV_OPTIM))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    model = runner.model
+    d_params = {n for n, _ in model.named_parameters() if '.discriminator.' in n}
+    s_opt = runner.optim_wrapper['student'].optimizer
+    d_opt = runner.optim_wrapper['discriminator'].optimizer
+    s_ids = {id(p) for g in s_opt.param_groups for p in g['params']}
+    d_ids = {id(p) for g in d_opt.param_groups for p in g['params']}
+    named = dict(model.named_parameters())
+    assert d_params and {id(named[n]) for n in d_params} == d_ids and not (s_ids & d_ids)
+    assert {'train/loss_pi', 'train/loss_pa', 'train/loss_hkd', 'train/loss_hkd.critic'} <= \
+        set(runner.message_hub.log_scalars)
+    assert len(d_opt.state) > 0  # Adam stepped the critic
+    ckpt = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu')
+    assert set(ckpt['optimizer']) >= {'student', 'discriminator'} or \
+        'discriminator' in str(list(ckpt['optimizer']))
+    d_before = {n: named[n].detach().clone() for n in d_params}
+
+    cfg = Config.fromfile(write_config(str(tmp_path / 'skd3.py'), tiny_camvid, work,
+                                       distiller(teacher, SKD), max_iters=3,
+                                       extra=HOOKS + ADV_OPTIM))
+    cfg.resume = True
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 3
+    named = dict(runner.model.named_parameters())
+    assert any(not torch.equal(named[n], v) for n, v in d_before.items())  # critic trained on
+
+
+@pytest.mark.skipif(shutil.which('torchrun') is None and not osp.isfile(
+    osp.join(osp.dirname(sys.executable), 'torchrun')), reason='torchrun not available')
+def test_ddp_two_process_cpu(tiny_camvid, teacher, tmp_path):
+    work = str(tmp_path / 'work')
+    cfg_file = write_config(
+        str(tmp_path / 'ddp.py'), tiny_camvid, work,
+        distiller(teacher, SKD, freeze_student=dict(modules=['backbone'], iters=1)),
+        extra=HOOKS + ADV_OPTIM)
+    torchrun = shutil.which('torchrun') or osp.join(osp.dirname(sys.executable), 'torchrun')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    with socket.socket() as sock:  # a free port: other torchrun jobs may share the machine
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.run(
+        [torchrun, '--nproc_per_node=2', f'--master_port={port}',
+         osp.join(ROOT, 'tools/train.py'), cfg_file, '--launcher', 'pytorch'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert osp.isfile(osp.join(work, 'student_latest.pth'))
+    logs = glob.glob(osp.join(work, '*', '*.log'))
+    text = open(logs[0]).read()
+    assert 'loss_hkd.critic' in text and 'loss_pi' in text
+    assert 'find_unused_parameters' not in text or 'find_unused_parameters=True' not in text

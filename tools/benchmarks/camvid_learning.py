@@ -1,0 +1,203 @@
+"""Learning benchmark on real CamVid: train each config for a fixed budget, report val mIoU.
+
+Every config (a plain segmentor or a ``Distiller`` recipe) is trained from its own recipe with
+the same budget and reduced training resolution, through ``tools/train.py`` (the real Runner),
+one after another; then its last checkpoint is evaluated on the split given by ``--eval-split``
+at full 360x480. The table also shows the mIoU of a trivial predictor (every pixel = the most
+frequent training class), so "it learns" is a measured claim.
+
+Example (the network table in the README)::
+
+    python tools/benchmarks/camvid_learning.py --iters 600 --crop 240 320 \
+        configs/fast_scnn/fast-scnn_2k_camvid-360x480.py configs/espnet/...
+
+Writes ``<work-dir>/learning.md`` and ``learning.csv``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('configs', nargs='+', help='CamVid configs (segmentors or Distiller recipes)')
+    p.add_argument('--names', nargs='+', help='row names (default: config file names)')
+    p.add_argument('--iters', type=int, default=600, help='training iterations per config')
+    p.add_argument('--crop', type=int, nargs=2, default=(240, 320), help='training crop h w')
+    p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--warmup', type=int, default=50, help='linear warm-up iterations')
+    p.add_argument('--eval-split', choices=['val', 'test'], default='val')
+    p.add_argument('--work-dir', default='work_dirs/bench_learning')
+    p.add_argument('--data-root', default=None, help='CamVid folder (default: dataset fallbacks)')
+    p.add_argument('--threads', type=int, default=None, help='torch threads (default: all)')
+    p.add_argument('--teacher-config', default=None,
+                   help='override the teacher config of Distiller recipes')
+    p.add_argument('--teacher-ckpt', default=None,
+                   help='override the teacher checkpoint of Distiller recipes')
+    p.add_argument('--skip-existing', action='store_true',
+                   help='reuse a finished run found in the work dir (resume after interruption)')
+    return p.parse_args()
+
+
+def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
+    """Write ``<work_dir>/bench_config.py``: the config under test plus the common budget.
+
+    The same warm-up + poly schedule, iteration budget, batch size and training crop are
+    imposed on every config (its optimizer, losses and augmentation stay its own). For a
+    ``Distiller`` recipe the student's preprocessor gets the crop size through the student spec.
+
+    Returns:
+        str: path of the written config.
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(cfg_path)
+    h, w = args.crop
+    it = args.iters
+    lines = [
+        f'_base_ = [{osp.abspath(cfg_path)!r}]',
+        f'train_cfg = dict(max_iters={it}, val_interval={it})',
+        f'default_hooks = dict(checkpoint=dict(interval={it}), logger=dict(interval=20))',
+        'param_scheduler = [',
+        f'    dict(type="LinearLR", start_factor=0.1, begin=0, end={args.warmup}, by_epoch=False),',
+        f'    dict(type="PolyLR", eta_min=1e-4, power=0.9, begin={args.warmup}, end={it}, '
+        'by_epoch=False)]',
+    ]
+    pipeline = [dict(t) for t in cfg.train_dataloader.dataset.pipeline]
+    crops = [t for t in pipeline if t['type'] == 'RandomCrop']
+    if len(crops) != 1:
+        raise ValueError(f'{cfg_path}: expected one RandomCrop in the training pipeline, '
+                         f'found {len(crops)}; cannot impose the benchmark crop size.')
+    crops[0]['crop_size'] = (h, w)
+    train_ds = dict(pipeline=pipeline)
+    if args.data_root:
+        train_ds['data_root'] = args.data_root
+    lines.append(f'train_dataloader = dict(batch_size={args.batch}, dataset={train_ds!r})')
+    if args.data_root or args.eval_split == 'test':
+        ds = {}
+        if args.data_root:
+            ds['data_root'] = args.data_root
+        if args.eval_split == 'test':
+            ds['data_prefix'] = dict(img_path='test', seg_map_path='testannot')
+        lines.append(f'val_dataloader = dict(dataset={ds!r})')
+    if cfg.model.get('type') == 'Distiller':
+        student = cfg.model.student
+        spec = dict(student) if isinstance(student, dict) and 'config' in student \
+            else dict(config=student)
+        cfg_opts = dict(spec.get('cfg_options') or {})
+        cfg_opts['model.data_preprocessor.size'] = (h, w)
+        spec['cfg_options'] = cfg_opts
+        spec['_delete_'] = True
+        teacher = {}
+        if args.teacher_config:
+            teacher['config'] = args.teacher_config
+        if args.teacher_ckpt:
+            teacher['checkpoint'] = args.teacher_ckpt
+        lines.append(f'model = dict(student={spec!r}, teacher={teacher!r})')
+    else:
+        lines.append(f'model = dict(data_preprocessor=dict(size=({h}, {w})))')
+    os.makedirs(work_dir, exist_ok=True)
+    out = osp.join(work_dir, 'bench_config.py')
+    with open(out, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return out
+
+
+def last_val(work_dir: str) -> dict:
+    """Last validation metrics and the median training iteration time from mmengine logs."""
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    metrics, times = {}, []
+    for f in files:
+        for line in open(f):
+            rec = json.loads(line)
+            if 'mIoU' in rec:
+                metrics = rec
+            elif 'time' in rec and 'loss' in rec:
+                times.append(rec['time'])
+    metrics['s_per_iter'] = float(np.median(times)) if times else float('nan')
+    return metrics
+
+
+def trivial_miou(data_root: str | None, split: str) -> float:
+    """mIoU (%) of predicting the most frequent training class everywhere on ``split``."""
+    import cv2
+    from rtkd.datasets.camvid import resolve_camvid_root
+    root = resolve_camvid_root(data_root)
+    counts = np.zeros(12, np.int64)
+    for f in glob.glob(osp.join(root, 'trainannot', '*.png')):
+        counts += np.bincount(cv2.imread(f, cv2.IMREAD_UNCHANGED).ravel(), minlength=12)[:12]
+    top = int(np.argmax(counts[:11]))
+    inter = union = 0
+    for f in glob.glob(osp.join(root, split + 'annot', '*.png')):
+        lab = cv2.imread(f, cv2.IMREAD_UNCHANGED)
+        valid = lab != 11
+        inter += int(((lab == top) & valid).sum())
+        union += int(valid.sum())
+    # classes other than `top` have IoU 0 (never predicted; all present in CamVid val/test)
+    return 100.0 * (inter / union) / 11
+
+
+def main():
+    args = parse_args()
+    names = args.names or [osp.splitext(osp.basename(c))[0] for c in args.configs]
+    if len(names) != len(args.configs):
+        sys.exit('--names must give one name per config')
+    os.makedirs(args.work_dir, exist_ok=True)
+    env = dict(os.environ)
+    if args.threads:
+        env['OMP_NUM_THREADS'] = str(args.threads)
+    rows = []
+    for name, cfg in zip(names, args.configs):
+        wd = osp.join(args.work_dir, name)
+        ckpt = osp.join(wd, f'iter_{args.iters}.pth')
+        t0 = time.time()
+        if not (args.skip_existing and osp.isfile(ckpt)):
+            bench_cfg = write_bench_config(cfg, wd, args)
+            cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), bench_cfg,
+                   '--work-dir', wd]
+            if osp.isdir(wd) and glob.glob(osp.join(wd, 'iter_*.pth')):
+                cmd.append('--resume')
+            print(f'[learning] {name}: training {args.iters} iters', flush=True)
+            with open(osp.join(args.work_dir, f'{name}.out'), 'w') as out:
+                rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            if rc.returncode != 0:
+                print(f'[learning] {name}: FAILED (see {args.work_dir}/{name}.out)', flush=True)
+                rows.append(dict(name=name, config=cfg, mIoU=float('nan')))
+                continue
+        m = last_val(wd)
+        rows.append(dict(name=name, config=cfg, iters=args.iters, mIoU=m.get('mIoU', float('nan')),
+                         aAcc=m.get('aAcc', float('nan')), s_per_iter=m['s_per_iter'],
+                         wall_min=(time.time() - t0) / 60))
+        print(f'[learning] {name}: mIoU {rows[-1]["mIoU"]}', flush=True)
+    triv = trivial_miou(args.data_root, args.eval_split)
+    h, w = args.crop
+    md = [f'CamVid {args.eval_split} mIoU after {args.iters} iterations, batch {args.batch}, '
+          f'{h}x{w} training crops, evaluation at 360x480 '
+          f'(trivial predictor: {triv:.2f} mIoU)', '',
+          '| run | config | mIoU | aAcc | s/iter (median) |', '|---|---|---|---|---|']
+    for r in rows:
+        md.append(f"| {r['name']} | `{r['config']}` | {r['mIoU']:.2f} | {r.get('aAcc', float('nan')):.2f} "
+                  f"| {r.get('s_per_iter', float('nan')):.2f} |")
+    text = '\n'.join(md)
+    print(text)
+    with open(osp.join(args.work_dir, 'learning.md'), 'w') as f:
+        f.write(text + '\n')
+    with open(osp.join(args.work_dir, 'learning.csv'), 'w', newline='') as f:
+        wr = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
+        wr.writeheader()
+        wr.writerows(rows)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,175 @@
+"""Distillation step overhead and peak memory, measured in one run (any task).
+
+    python tools/benchmarks/distill_overhead.py \
+        configs/distill/seg/cwd/cwd_logits_bisenetv2_fast-scnn_2k_camvid-360x480.py \
+        --batch 8 --crop 240 320 --repeats 7
+
+Times, interleaved step by step so that machine-load drifts hit all three alike, and reported as
+medians after one warm-up:
+  (a) one ``Distiller.train_step`` (student loss, teacher no_grad forward cut short after its
+      taps, distillation losses, backward, optimizer step),
+  (b) one plain student ``train_step`` (own loss, backward, step),
+  (c) one full teacher forward under ``no_grad`` in ``tensor`` mode,
+and prints ``ratio = a / (b + c)`` (the acceptance bound is 1.10). Peak memory (max RSS) of a
+process doing only (a) and of one doing only (b) is measured in two child processes.
+
+Data: ``--data real`` takes one batch from the config's own training dataloader (e.g. CamVid);
+``--data fake-det`` makes random images with boxes (detection recipes whose dataset, e.g. COCO,
+is not on the machine). Weights of the teacher are loaded as configured unless
+``--random-teacher`` (timing does not depend on them).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def fake_det_batch(n: int, size: int, num_classes: int = 80, seed: int = 0) -> dict:
+    """``n`` random uint8 images (size x size) with 3 random GT boxes each (mmdet samples)."""
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.bbox import HorizontalBoxes
+    from mmengine.structures import InstanceData
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(n):
+        inputs.append(torch.randint(0, 255, (3, size, size), generator=g, dtype=torch.uint8))
+        xy = torch.rand(3, 2, generator=g) * size * 0.6
+        wh = torch.rand(3, 2, generator=g) * size * 0.3 + 16
+        s = DetDataSample()
+        s.gt_instances = InstanceData(bboxes=HorizontalBoxes(torch.cat([xy, xy + wh], 1)),
+                                      labels=torch.randint(0, num_classes, (3, ), generator=g))
+        s.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size),
+                            pad_shape=(size, size), scale_factor=(1.0, 1.0)))
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def real_batch(cfg, batch: int, crop) -> dict:
+    """One batch from the config's own training dataloader (crop size overridden if given)."""
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+    dl_cfg = copy.deepcopy(cfg.train_dataloader)
+    dl_cfg.batch_size = batch
+    dl_cfg.num_workers = 0
+    dl_cfg.persistent_workers = False
+    if crop:
+        for t in dl_cfg.dataset.get('pipeline', []):
+            if t.get('type') == 'RandomCrop':
+                t['crop_size'] = tuple(crop)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmseg')):
+        loader = Runner.build_dataloader(dl_cfg, seed=0)
+        return next(iter(loader))
+
+
+def build(cfg, args):
+    """Build the distiller (student and teacher inside) in the config's scope."""
+    from mmengine.registry import MODELS, DefaultScope
+    model_cfg = copy.deepcopy(cfg.model)
+    if args.random_teacher:
+        model_cfg.teacher = dict(model_cfg.teacher, checkpoint=None)
+    if args.crop and model_cfg.get('type') == 'Distiller':
+        student = model_cfg.student
+        spec = dict(student) if isinstance(student, dict) and 'config' in student \
+            else dict(config=student)
+        opts = dict(spec.get('cfg_options') or {})
+        opts['model.data_preprocessor.size'] = tuple(args.crop)
+        spec['cfg_options'] = opts
+        model_cfg.student = spec
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmseg')):
+        distiller = MODELS.build(model_cfg)
+    distiller.train()
+    return distiller
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config', help='a Distiller recipe')
+    p.add_argument('--data', choices=['real', 'fake-det'], default='real')
+    p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--crop', type=int, nargs=2, default=None, help='training crop h w (real)')
+    p.add_argument('--size', type=int, default=320, help='square image size (fake-det)')
+    p.add_argument('--repeats', type=int, default=7)
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--random-teacher', action='store_true')
+    p.add_argument('--only', choices=['student', 'distill'], default=None,
+                   help='(internal) run only one kind of step and print the peak RSS')
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    import rtkd  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.optim import OptimWrapper
+
+    cfg = Config.fromfile(args.config)
+    distiller = build(cfg, args)
+    student, teacher = distiller.student, distiller.teacher
+    data = (real_batch(cfg, args.batch, args.crop) if args.data == 'real'
+            else fake_det_batch(args.batch, args.size))
+    d_ow = OptimWrapper(torch.optim.SGD(distiller.parameters(), lr=1e-6))
+    s_ow = OptimWrapper(torch.optim.SGD(student.parameters(), lr=1e-6))
+
+    def distill_step():
+        distiller.train_step(copy.deepcopy(data), d_ow)
+
+    def student_step():
+        student.train_step(copy.deepcopy(data), s_ow)
+
+    def teacher_forward():
+        batch = student.data_preprocessor(copy.deepcopy(data), True)
+        with torch.no_grad():
+            teacher(batch['inputs'], batch['data_samples'], mode='tensor')
+
+    if args.only:
+        fn = distill_step if args.only == 'distill' else student_step
+        for _ in range(2):
+            fn()
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(dict(only=args.only, peak_rss_mb=peak_mb)))
+        return dict(peak_rss_mb=peak_mb)
+
+    fns = dict(distill=distill_step, student=student_step, teacher=teacher_forward)
+    for fn in fns.values():
+        fn()  # warm-up
+    times = {k: [] for k in fns}
+    for _ in range(args.repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = med['distill'] / (med['student'] + med['teacher'])
+
+    peaks = {}
+    for only in ('student', 'distill'):
+        cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]),
+               '--only', only, '--repeats', '1']
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith('{')]
+        peaks[only] = json.loads(lines[-1])['peak_rss_mb'] if lines else float('nan')
+
+    shape = (f'{args.batch}x3x{args.crop[0]}x{args.crop[1]}' if args.crop and args.data == 'real'
+             else f'{args.batch}x3x{args.size}x{args.size}' if args.data == 'fake-det'
+             else f'batch {args.batch} (config crop)')
+    print(f'config: {args.config}')
+    print(f'input {shape} ({args.data} data), {args.threads} threads, median of {args.repeats} '
+          'interleaved steps after one warm-up')
+    print(f"distill step {med['distill']:.3f} s | student step {med['student']:.3f} s | "
+          f"teacher no_grad forward {med['teacher']:.3f} s")
+    print(f'ratio distill / (student + teacher) = {ratio:.3f}  (bound 1.10)')
+    print(f"peak RSS: distillation-step process {peaks['distill']:.0f} MB | student-step process "
+          f"{peaks['student']:.0f} MB")
+    return dict(**med, ratio=ratio, peak_distill_mb=peaks['distill'],
+                peak_student_mb=peaks['student'])
+
+
+if __name__ == '__main__':
+    main()
