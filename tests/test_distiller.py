@@ -306,7 +306,9 @@ def test_teacher_input_renormalisation(teacher_files, tmp_path):
     model.teacher.backbone.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
     data = model.data_preprocessor(batch(), True)
     model.loss(**data)
-    raw = torch.stack([b.float() for b in batch()['inputs']]).flip(1) / 255.  # BGR, 0..1
+    # the student converts BGR->RGB, this teacher wants the loaded (BGR) order: it must see the
+    # raw image, channel order included
+    raw = torch.stack([b.float() for b in batch()['inputs']]) / 255.  # BGR as loaded, 0..1
     assert torch.allclose(seen[0], raw, atol=1e-4)
 
 
@@ -335,3 +337,25 @@ def test_student_initialised_from_its_checkpoint(teacher_files, tmp_path):
     with pytest.raises(FileNotFoundError, match='student checkpoint not found'):
         make_distiller(teacher_files, student=dict(model=seg_model(4), scope='mmseg',
                                                    checkpoint=str(tmp_path / 'x.pth')))
+
+
+def test_unreachable_teacher_url_is_clear(teacher_files):
+    """A teacher checkpoint URL that cannot be fetched fails with what to do instead
+    (loopback port 9: the connection is refused at once, no traffic leaves the machine)."""
+    url = 'http://127.0.0.1:9/teacher.pth'
+    with pytest.raises(RuntimeError, match='cannot download the teacher checkpoint.*local file'):
+        make_distiller(teacher_files, teacher=dict(config=teacher_files[0], checkpoint=url))
+
+
+def test_channel_order_flag_of_every_toolbox():
+    """mmseg/mmdet preprocessors say `_channel_conversion`, mmpretrain's says `to_rgb`."""
+    from mmpretrain.models.utils import ClsDataPreprocessor as ClsDataPreProcessor
+    from mmseg.models import SegDataPreProcessor
+
+    from rtkd.distill.distiller import _bgr_to_rgb
+    assert _bgr_to_rgb(ClsDataPreProcessor(to_rgb=True)) is True
+    assert _bgr_to_rgb(ClsDataPreProcessor(to_rgb=False)) is False
+    assert _bgr_to_rgb(SegDataPreProcessor(bgr_to_rgb=True)) is True
+    assert _bgr_to_rgb(SegDataPreProcessor(bgr_to_rgb=False)) is False
+    from mmdet.models.data_preprocessors import DetDataPreprocessor
+    assert _bgr_to_rgb(DetDataPreprocessor(bgr_to_rgb=True)) is True

@@ -45,6 +45,18 @@ from .schedules import build_schedule
 from .taps import TapSet, TapSpec, TeacherDone, resolve_module
 
 _SPECIAL_INPUTS = ('inputs', 'data_samples')
+
+
+def _bgr_to_rgb(preprocessor: nn.Module) -> bool:
+    """Whether a data preprocessor flips channel order.
+
+    The flag has a different name in each toolbox: mmseg ``channel_conversion``, mmengine's
+    ``ImgDataPreprocessor`` (mmdet) ``_channel_conversion``, mmpretrain ``to_rgb``.
+    """
+    for name in ('channel_conversion', '_channel_conversion', 'to_rgb'):
+        if hasattr(preprocessor, name):
+            return bool(getattr(preprocessor, name))
+    return False
 _MAP_KEYS = ('student', 'teacher', 'schedule')
 
 
@@ -189,8 +201,15 @@ class Distiller(BaseModel):
         from mmengine.model import revert_sync_batchnorm
         from mmengine.runner import load_checkpoint
         if ckpt is not None:
-            loaded = load_checkpoint(model, ckpt, map_location='cpu', strict=False,
-                                     logger='current')
+            try:
+                loaded = load_checkpoint(model, ckpt, map_location='cpu', strict=False,
+                                         logger='current')
+            except OSError as e:  # urllib's URLError is an OSError too
+                if '://' not in str(ckpt):
+                    raise
+                raise RuntimeError(
+                    f'cannot download the teacher checkpoint {ckpt!r} ({e}); download it where '
+                    'there is network and set teacher.checkpoint to the local file.') from e
             sd = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else {}
             have = {k[7:] if k.startswith('module.') else k for k in sd}
             want = set(model.state_dict())
@@ -233,8 +252,7 @@ class Distiller(BaseModel):
         if tp is None or not getattr(sp, '_enable_normalize', False) or \
                 not getattr(tp, '_enable_normalize', False):
             return None
-        flip = bool(getattr(sp, '_channel_conversion', False)) != \
-            bool(getattr(tp, '_channel_conversion', False))
+        flip = _bgr_to_rgb(sp) != _bgr_to_rgb(tp)
         same = torch.equal(sp.mean, tp.mean) and torch.equal(sp.std, tp.std)
         if same and not flip:
             return None
