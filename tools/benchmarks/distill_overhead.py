@@ -10,8 +10,10 @@ medians after one warm-up:
       taps, distillation losses, backward, optimizer step),
   (b) one plain student ``train_step`` (own loss, backward, step),
   (c) one full teacher forward under ``no_grad`` in ``tensor`` mode,
-and prints ``ratio = a / (b + c)`` (the acceptance bound is 1.10). Peak memory (max RSS) of a
-process doing only (a) and of one doing only (b) is measured in two child processes.
+and prints ``ratio = a / (b + c)`` (the acceptance bound is 1.10). Peak memory of a step (a) and
+of a step (b) is read from the kernel's resident-set high-water mark (``VmHWM``), reset before
+each step through ``/proc/self/clear_refs``: the peak during the step, and its rise over the
+resident memory before it (activations and gradients; the teacher's weights are resident in both).
 
 Data: ``--data real`` takes one batch from the config's own training dataloader (e.g. CamVid);
 ``--data fake-det`` makes random images with boxes (detection recipes whose dataset, e.g. COCO,
@@ -22,11 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
@@ -69,6 +67,32 @@ def real_batch(cfg, batch: int, crop) -> dict:
         return next(iter(loader))
 
 
+def _status_kb(key: str) -> float:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return float(line.split()[1])
+    return float('nan')
+
+
+def step_peak_mb(fn) -> tuple:
+    """Run ``fn`` once; return (peak RSS during it, rise over the RSS before it) in MB.
+
+    Uses Linux's ``/proc/self/clear_refs`` (writing 5 resets ``VmHWM`` to the current RSS);
+    returns NaNs where that is not available.
+    """
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        fn()
+        return float('nan'), float('nan')
+    before = _status_kb('VmRSS')
+    fn()
+    peak = _status_kb('VmHWM')
+    return peak / 1024, (peak - before) / 1024
+
+
 def build(cfg, args):
     """Build the distiller (student and teacher inside) in the config's scope."""
     from mmengine.registry import MODELS, DefaultScope
@@ -99,8 +123,6 @@ def main(argv=None) -> dict:
     p.add_argument('--repeats', type=int, default=7)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--random-teacher', action='store_true')
-    p.add_argument('--only', choices=['student', 'distill'], default=None,
-                   help='(internal) run only one kind of step and print the peak RSS')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -128,14 +150,6 @@ def main(argv=None) -> dict:
         with torch.no_grad():
             teacher(batch['inputs'], batch['data_samples'], mode='tensor')
 
-    if args.only:
-        fn = distill_step if args.only == 'distill' else student_step
-        for _ in range(2):
-            fn()
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(dict(only=args.only, peak_rss_mb=peak_mb)))
-        return dict(peak_rss_mb=peak_mb)
-
     fns = dict(distill=distill_step, student=student_step, teacher=teacher_forward)
     for fn in fns.values():
         fn()  # warm-up
@@ -148,13 +162,7 @@ def main(argv=None) -> dict:
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med['distill'] / (med['student'] + med['teacher'])
 
-    peaks = {}
-    for only in ('student', 'distill'):
-        cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]),
-               '--only', only, '--repeats', '1']
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [ln for ln in out.stdout.splitlines() if ln.startswith('{')]
-        peaks[only] = json.loads(lines[-1])['peak_rss_mb'] if lines else float('nan')
+    peaks = {k: step_peak_mb(fns[k]) for k in ('student', 'distill')}
 
     shape = (f'{args.batch}x3x{args.crop[0]}x{args.crop[1]}' if args.crop and args.data == 'real'
              else f'{args.batch}x3x{args.size}x{args.size}' if args.data == 'fake-det'
@@ -165,10 +173,12 @@ def main(argv=None) -> dict:
     print(f"distill step {med['distill']:.3f} s | student step {med['student']:.3f} s | "
           f"teacher no_grad forward {med['teacher']:.3f} s")
     print(f'ratio distill / (student + teacher) = {ratio:.3f}  (bound 1.10)')
-    print(f"peak RSS: distillation-step process {peaks['distill']:.0f} MB | student-step process "
-          f"{peaks['student']:.0f} MB")
-    return dict(**med, ratio=ratio, peak_distill_mb=peaks['distill'],
-                peak_student_mb=peaks['student'])
+    print(f"peak RSS during a step: distillation {peaks['distill'][0]:.0f} MB "
+          f"(+{peaks['distill'][1]:.0f} MB over before it) | student alone "
+          f"{peaks['student'][0]:.0f} MB (+{peaks['student'][1]:.0f} MB)")
+    return dict(**med, ratio=ratio, peak_distill_mb=peaks['distill'][0],
+                rise_distill_mb=peaks['distill'][1], peak_student_mb=peaks['student'][0],
+                rise_student_mb=peaks['student'][1])
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ multiplied by ``loss_weight``; ``extra_inputs`` names the keyword inputs a loss 
 """
 from .attention_transfer_loss import AttentionTransferLoss
 from .channel_wise_kd import ChannelWiseKD
+from .fgfi_loss import FGFILoss
 from .fitnets_loss import FitNetsLoss
 from .hinton_kd import HintonKD
 from .holistic_kd import HolisticKD, ScoreMapCritic
@@ -15,6 +16,6 @@ from .pair_wise_kd import PairWiseKD
 from .pixel_wise_kd import PixelWiseKD
 
 __all__ = [
-    'AttentionTransferLoss', 'ChannelWiseKD', 'FitNetsLoss', 'HintonKD', 'HolisticKD', 'NFDLoss',
+    'AttentionTransferLoss', 'ChannelWiseKD', 'FGFILoss', 'FitNetsLoss', 'HintonKD', 'HolisticKD', 'NFDLoss',
     'OFDLoss', 'PairWiseKD', 'PixelWiseKD', 'ScoreMapCritic', 'margin_from_bn'
 ]

@@ -1,0 +1,22 @@
+# Hinton KD (KL(softmax(z_t/T) || softmax(z_s/T)) * T^2, T = 4) on the classifier logits
+# (head.fc) plus the student's own cross-entropy: ResNet-34 -> ResNet-18 on CIFAR-10 with the
+# student's own mmpretrain recipe (8 x 16 images, 200 epochs). Weight 1 for the KD term (not tuned).
+# Run from the repo root: mim train mmpretrain configs/distill/cls/kd/<this file>
+# `mim test mmpretrain <this file> --checkpoint <work_dir>/epoch_200.pth`: the student's top-1.
+_base_ = ['mmpretrain::resnet/resnet18_8xb16_cifar10.py']
+custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
+model = dict(
+    _delete_=True,
+    type='Distiller',
+    student='mmpretrain::resnet/resnet18_8xb16_cifar10.py',
+    teacher=dict(config='mmpretrain::resnet/resnet34_8xb16_cifar10.py',
+                 checkpoint='https://download.openmmlab.com/mmclassification/v0/resnet/'
+                 'resnet34_b16x8_cifar10_20210528-a8aa36a6.pth'),
+    taps=dict(s_logits='student:head.fc', t_logits='teacher:head.fc'),
+    losses=dict(loss_kd=dict(type='HintonKD', tau=4.0, loss_weight=1.0, student='s_logits',
+                             teacher='t_logits')),
+    # the base's top-level data_preprocessor has no 'type'; the student's (built from its
+    # config, normalisation included) is used instead
+    data_preprocessor=None)
+model_wrapper_cfg = dict(type='DistillerDataParallel')
+custom_hooks = [dict(type='StudentCheckpointHook')]

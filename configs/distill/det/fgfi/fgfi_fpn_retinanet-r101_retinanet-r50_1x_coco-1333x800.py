@@ -1,0 +1,20 @@
+# FGFI (Wang et al., CVPR 2019): imitate the teacher's FPN features only near objects. The mask
+# comes from the STUDENT's anchors (bbox_head.prior_generator) and the GT boxes: per box, anchors
+# with IoU > 0.5 * max IoU, union -> H x W per level. One 3x3 conv + ReLU adaptation layer
+# (inside the loss, shared by the 5 levels). Loss weight 0.01 (the paper's lambda).
+# Run from the repo root: mim train mmdet configs/distill/det/fgfi/<this file>
+# The teacher checkpoint is downloaded from OpenMMLab on first use (or set a local path).
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py']
+custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
+model = dict(
+    _delete_=True,
+    type='Distiller',
+    student='mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    teacher=dict(config='mmdet::retinanet/retinanet_r101_fpn_1x_coco.py',
+                 checkpoint='https://download.openmmlab.com/mmdetection/v2.0/retinanet/'
+                 'retinanet_r101_fpn_1x_coco/retinanet_r101_fpn_1x_coco_20200130-7a93545f.pth'),
+    taps=dict(s_fpn='student:neck', t_fpn='teacher:neck'),  # tuples of the 5 FPN levels
+    losses=dict(loss_fgfi=dict(type='FGFILoss', psi=0.5, in_channels=256, out_channels=256,
+                               loss_weight=0.01, student='s_fpn', teacher='t_fpn')))
+model_wrapper_cfg = dict(type='DistillerDataParallel')
+custom_hooks = [dict(type='StudentCheckpointHook')]  # student_latest.pth at the end
