@@ -16,6 +16,6 @@ from .pair_wise_kd import PairWiseKD
 from .pixel_wise_kd import PixelWiseKD
 
 __all__ = [
-    'AttentionTransferLoss', 'ChannelWiseKD', 'FGFILoss', 'FitNetsLoss', 'HintonKD', 'HolisticKD', 'NFDLoss',
-    'OFDLoss', 'PairWiseKD', 'PixelWiseKD', 'ScoreMapCritic', 'margin_from_bn'
+    'AttentionTransferLoss', 'ChannelWiseKD', 'FGFILoss', 'FitNetsLoss', 'HintonKD', 'HolisticKD',
+    'NFDLoss', 'OFDLoss', 'PairWiseKD', 'PixelWiseKD', 'ScoreMapCritic', 'margin_from_bn'
 ]
