@@ -113,7 +113,7 @@ def test_pixel_wise_kd_value_and_official_normalisation():
     s, t = rand(n, c, h, w, seed=1), rand(n, c, h, w, seed=2)
     tau = 2.0
     sn, tn = s.numpy(), t.numpy()
-    kl = ce = ce_t1 = 0.0
+    kl = ce_t1 = 0.0
     for i in range(n):
         for y in range(h):
             for x in range(w):

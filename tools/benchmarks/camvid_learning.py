@@ -65,13 +65,14 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
     cfg = Config.fromfile(cfg_path)
     h, w = args.crop
     it = args.iters
+    warmup = max(1, min(args.warmup, it // 5))
     lines = [
         f'_base_ = [{osp.abspath(cfg_path)!r}]',
         f'train_cfg = dict(max_iters={it}, val_interval={it})',
         f'default_hooks = dict(checkpoint=dict(interval={it}), logger=dict(interval=20))',
         'param_scheduler = [',
-        f'    dict(type="LinearLR", start_factor=0.1, begin=0, end={args.warmup}, by_epoch=False),',
-        f'    dict(type="PolyLR", eta_min=1e-4, power=0.9, begin={args.warmup}, end={it}, '
+        f'    dict(type="LinearLR", start_factor=0.1, begin=0, end={warmup}, by_epoch=False),',
+        f'    dict(type="PolyLR", eta_min=1e-4, power=0.9, begin={warmup}, end={it}, '
         'by_epoch=False)]',
     ]
     pipeline = [dict(t) for t in cfg.train_dataloader.dataset.pipeline]
@@ -197,6 +198,9 @@ def main():
         wr = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
         wr.writeheader()
         wr.writerows(rows)
+    failed = [r['name'] for r in rows if r.get('iters') is None]
+    if failed:
+        sys.exit(f'[learning] failed runs: {", ".join(failed)} (logs: {args.work_dir}/<name>.out)')
 
 
 if __name__ == '__main__':
