@@ -106,6 +106,10 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
         if args.teacher_ckpt:
             teacher['checkpoint'] = args.teacher_ckpt
         lines.append(f'model = dict(student={spec!r}, teacher={teacher!r})')
+        # the Runner injects the config's top-level data_preprocessor into the model when the
+        # model dict has none (a Distiller's defaults to its student's): keep both in step
+        if cfg.get('data_preprocessor') is not None:
+            lines.append(f'data_preprocessor = dict(size=({h}, {w}))')
     else:
         lines.append(f'model = dict(data_preprocessor=dict(size=({h}, {w})))')
     os.makedirs(work_dir, exist_ok=True)
