@@ -359,7 +359,7 @@ def test_show_channels_tuple_tap_and_bad_name(runs, tmp_path):
                       '--layer-teacher', 'backbone[2]', '--layer-student', 'backbone[2]',
                       '--img', img, '--max-channels', '4', '--out', str(tmp_path / 'bb.png')])
     assert meta['teacher_shape'][0] == 128 and len(meta['channels']) == 4
-    with pytest.raises(SystemExit, match=r"no module named 'decode_head\.conv_sge'.*"
+    with pytest.raises(SystemExit, match=r"no module 'decode_head\.conv_sge'.*"
                                          r"decode_head\.conv_seg"):
         tool.main(['--teacher', runs['cfg'], ck_a, '--student', runs['cfg'], ck_b,
                    '--layer-student', 'decode_head.conv_sge', '--img', img])

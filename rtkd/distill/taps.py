@@ -93,9 +93,12 @@ def resolve_module(model: nn.Module, dotted: str, what: str = 'model') -> nn.Mod
         return modules[dotted]
     names = [n for n in modules if n]
     close = difflib.get_close_matches(dotted, names, n=6, cutoff=0.5)
-    if not close:  # fall back to siblings under the longest existing prefix
-        parent = dotted.rsplit('.', 1)[0] if '.' in dotted else ''
-        close = [n for n in names if n.startswith(parent) and n.count('.') == dotted.count('.')][:6]
+    if not close:  # fall back to the children of the longest existing prefix
+        prefix = dotted.rsplit('.', 1)[0] if '.' in dotted else ''
+        while prefix and prefix not in modules:
+            prefix = prefix.rsplit('.', 1)[0] if '.' in prefix else ''
+        close = [n for n in names if n.startswith(prefix + '.')
+                 and n.count('.') == prefix.count('.') + 1][:12] if prefix else []
     hint = ', '.join(close) if close else ', '.join(n for n in names if '.' not in n)
     raise KeyError(f'{what} has no module {dotted!r}; close valid names: {hint}.')
 

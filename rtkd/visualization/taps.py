@@ -5,7 +5,6 @@ taps; the tools must also work on plain mmseg models).
 """
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any, Dict, List, Tuple
 
@@ -38,6 +37,9 @@ def parse_tap(spec: str) -> Tuple[str, List[int]]:
 def find_module(model: nn.Module, name: str, what: str = 'model') -> nn.Module:
     """Return ``model``'s submodule called ``name``; fail listing close names otherwise.
 
+    The same lookup (and message) as the distiller's taps: see
+    :func:`rtkd.distill.taps.resolve_module`.
+
     Args:
         model (nn.Module): the network.
         name (str): dotted name as in ``model.named_modules()``.
@@ -49,19 +51,8 @@ def find_module(model: nn.Module, name: str, what: str = 'model') -> nn.Module:
     Raises:
         KeyError: no such module; the message lists the closest valid names.
     """
-    modules = dict(model.named_modules())
-    if name in modules:
-        return modules[name]
-    names = [n for n in modules if n]
-    close = difflib.get_close_matches(name, names, n=8, cutoff=0.5)
-    prefix = name.rsplit('.', 1)[0] if '.' in name else ''
-    if not close:  # fall back to the children of the longest existing prefix
-        while prefix and prefix not in modules:
-            prefix = prefix.rsplit('.', 1)[0] if '.' in prefix else ''
-        close = [n for n in names if n.startswith(prefix) and n.count('.') <= prefix.count('.') + 1
-                 ][:12] if prefix else [n for n in names if '.' not in n]
-    raise KeyError(f'{what} has no module named {name!r}; close names: {", ".join(close)} '
-                   '(see model.named_modules() for all).')
+    from rtkd.distill.taps import resolve_module
+    return resolve_module(model, name, what)
 
 
 def _pick(out: Any, idx: List[int], spec: str) -> torch.Tensor:
