@@ -2,11 +2,12 @@
 
 Importing ``rtkd`` (what ``custom_imports = dict(imports=['rtkd'])`` does in a config) registers the
 project's datasets, models, distillers, losses and hooks into the mmseg / mmdet / mmpretrain
-registries and makes mmengine checkpoints load with torch's safe loader.
+registries and makes mmengine checkpoints load with torch's safe loader (see ``rtkd.compat`` for
+the other fixes applied on import).
 """
 from .version import __version__
 from . import compat  # noqa: F401  (safe checkpoint loading on torch >= 2.6)
-from . import datasets, models  # noqa: F401
+from . import datasets, engine, models  # noqa: F401
 
 __all__ = ['__version__']
 from . import distill  # noqa: F401

@@ -56,3 +56,30 @@ def test_wrong_head_in_channels_fails_clearly():
 def test_bad_head_argument_fails_at_build():
     with pytest.raises(ValueError, match='channels must equal num_classes'):
         build_model(load_cfg(CAMVID, {'model.decode_head.channels': 32}))
+
+
+# ERFNet's published Cityscapes decoder weights, 1 / ln(1.10 + p) (ESPNet's formula and constant)
+ERFNET_CITYSCAPES = [2.8149, 6.9850, 3.7890, 9.9428, 9.7702, 9.5111, 10.3114, 10.0265, 4.6323,
+                     9.5608, 7.8698, 9.5169, 10.3737, 6.6616, 10.2605, 10.2879, 10.2898, 10.4054,
+                     10.1381]
+
+
+def test_cityscapes_recipe_uses_official_scale_and_class_weights():
+    """The official ESPNet trains and tests on 1024x512 images with 1/ln(1.10 + p) weights."""
+    import math
+    cfg = load_cfg(CITYSCAPES)
+    loss = cfg.model.decode_head.loss_decode
+    assert loss.class_weight == ERFNET_CITYSCAPES and loss.avg_non_ignore
+    # the weights are 1 / ln(1.10 + p) of class frequencies that sum to less than 1 (void counted)
+    freqs = [math.exp(1 / w) - 1.10 for w in loss.class_weight]
+    assert all(f > 0 for f in freqs) and 0.8 < sum(freqs) < 1.0
+    for split in ('train', 'val', 'test'):
+        steps = cfg[f'{split}_dataloader'].dataset.pipeline
+        kinds = [s['type'] for s in steps]
+        assert 'RandomResize' not in kinds and 'RandomCrop' not in kinds, kinds
+        [resize] = [s for s in steps if s['type'] == 'Resize']
+        assert tuple(resize['scale']) == (1024, 512) and resize['keep_ratio'] is False
+    assert cfg.model.data_preprocessor.size == (512, 1024)
+    assert cfg.train_dataloader.batch_size == 12
+    model = build_model(cfg)
+    assert model.decode_head.loss_decode.class_weight == ERFNET_CITYSCAPES

@@ -84,7 +84,74 @@ def test_loss_has_aux_heads_and_every_parameter_gets_gradient(fanet18) -> None:
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f'parameters without gradient: {missing}'
     assert [h.loss_decode.loss_weight for h in model.auxiliary_head] == [0.5, 0.5]
-    assert all(h.sampler is not None for h in [model.decode_head, *model.auxiliary_head])
+
+
+@pytest.mark.parametrize('path, crop', [(CAMVID18, (360, 480)), (CAMVID34, (360, 480)),
+                                        (CITY18, (512, 1024)), (CITY34, (512, 1024))])
+def test_official_ohem_loss_on_all_outputs(path, crop) -> None:
+    """The official OhemCELoss2D (mean over kept pixels), not mmseg's sampler + CE."""
+    cfg = Config.fromfile(path)
+    heads = [cfg.model.decode_head, *cfg.model.auxiliary_head]
+    assert all(h.get('sampler') is None for h in heads)
+    for head, weight in zip(heads, (1.0, 0.5, 0.5)):
+        loss = head.loss_decode
+        assert (loss.type, loss.thresh, loss.loss_weight) == ('OhemCrossEntropyLoss', 0.7, weight)
+        assert loss.min_kept == crop[0] * crop[1] // 16  # the official n_min per image
+    from rtkd.models.losses import OhemCrossEntropyLoss
+    model, _ = build(path)
+    assert all(isinstance(h.loss_decode, OhemCrossEntropyLoss) and h.sampler is None
+               for h in [model.decode_head, *model.auxiliary_head])
+
+
+def official_lr(it: int, max_iter: int, lr0: float = 1e-2, warmup: int = 1000,
+                start: float = 1e-5, power: float = 0.9) -> float:
+    """``AdaOptimizer.get_lr`` of the official FANet code (Train/ptsemseg/optimizers)."""
+    if it <= warmup:
+        return start * ((lr0 / start)**(1. / warmup))**it
+    return lr0 * (1 - (it - warmup) / (max_iter - warmup))**power
+
+
+@pytest.mark.parametrize('path', [CAMVID18, CITY18])
+def test_official_warmup_and_poly_schedule(path) -> None:
+    """The configs' lr equals the official geometric warm-up + poly at every iteration."""
+    from mmengine.registry import PARAM_SCHEDULERS
+    cfg = Config.fromfile(path)
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt_cfg = dict(cfg.optim_wrapper.optimizer)
+    assert opt_cfg.pop('type') == 'SGD'
+    assert (opt_cfg['lr'], opt_cfg['momentum'], opt_cfg['weight_decay']) == (0.01, 0.9, 5e-4)
+    optimizer = torch.optim.SGD([param], **opt_cfg)
+    init_default_scope('mmseg')
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer))
+                  for s in cfg.param_scheduler]
+    worst = 0.0
+    for it in range(cfg.train_cfg.max_iters):
+        lr = optimizer.param_groups[0]['lr']
+        ref = official_lr(it, cfg.train_cfg.max_iters)
+        worst = max(worst, abs(lr - ref) / ref)
+        for s in schedulers:
+            s.step()
+    assert worst < 1e-9, worst
+
+
+def test_up_padding_reproduces_the_official_padded_1x1_conv() -> None:
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(CAMVID18).model.backbone
+    cfg.resnet_cfg.init_cfg = None
+    assert cfg.up_padding == 0
+    plain = MODELS.build(cfg)
+    padded = MODELS.build(dict(cfg, up_padding=1))
+    ups = [s.up for s in padded.stages if s.up is not None]
+    assert [u.conv.padding for u in ups] == [(1, 1)] * 3
+    assert all(s.up is None or s.up.conv.padding == (0, 0) for s in plain.stages)
+    padded.load_state_dict(plain.state_dict())  # same parameters, different layer
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        a, b = plain.eval()(x), padded.eval()(x)
+    assert [t.shape for t in a] == [t.shape for t in b]
+    assert not torch.allclose(a[0], b[0])
+    with pytest.raises(ValueError, match='up_padding'):
+        MODELS.build(dict(cfg, up_padding=2))
 
 
 def test_fanet34_forward_and_structure() -> None:
@@ -132,6 +199,9 @@ def test_camvid_config_trains_two_iterations(tiny_camvid, tmp_path) -> None:
         runner = Runner.from_cfg(cfg)
         runner.train()
     assert runner.iter == 2
+    # the Runner steps the schedulers as test_official_warmup_and_poly_schedule does
+    assert runner.optim_wrapper.get_lr()['lr'][0] == pytest.approx(official_lr(2, 10000),
+                                                                   rel=1e-9)
 
 
 def test_torchvision_checkpoint_fits_nested_encoder(tmp_path) -> None:

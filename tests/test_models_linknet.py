@@ -183,3 +183,19 @@ def test_transposed_conv_reaches_odd_skip_sizes_exactly() -> None:
     exact = transposed_conv_to(deconv, x, (6, 8))
     torch.testing.assert_close(exact, deconv(x))
     assert transposed_conv_to(deconv, x, (9, 9)).shape[2:] == (9, 9)  # unreachable: resized
+
+
+def test_cityscapes_weights_follow_the_linknet_formula() -> None:
+    """1 / ln(1.02 + h / max h) (official LinkNet), on the class frequencies ERFNet's published
+    1 / ln(1.10 + p) weights encode - not ERFNet's weights themselves (another formula)."""
+    import math
+    erfnet = [2.8149201869965, 6.9850029945374, 3.7890393733978, 9.9428062438965,
+              9.7702074050903, 9.5110931396484, 10.311357498169, 10.026463508606,
+              4.6323022842407, 9.5608062744141, 7.8698215484619, 9.5168733596802,
+              10.373730659485, 6.6616044044495, 10.260489463806, 10.287888526917,
+              10.289801597595, 10.405355453491, 10.138095855713]  # erfnet_pytorch train/main.py
+    freq = [math.exp(1 / w) - 1.10 for w in erfnet]
+    expected = [1 / math.log(1.02 + f / max(freq)) for f in freq]
+    weights = Config.fromfile(CITYSCAPES).model.decode_head.loss_decode.class_weight
+    assert weights == pytest.approx(expected, abs=1e-4)
+    assert weights[0] == pytest.approx(1 / math.log(2.02), abs=1e-4)  # road, the largest class

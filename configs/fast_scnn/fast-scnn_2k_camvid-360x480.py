@@ -15,10 +15,12 @@ model = dict(
     auxiliary_head=[  # lists replace the base's list: repeat the whole head definitions
         dict(type='FCNHead', in_channels=64, channels=32, num_convs=1, num_classes=num_classes,
              in_index=0, norm_cfg=norm_cfg, concat_input=False, align_corners=False,
-             loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
+             loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                              avg_non_ignore=True, loss_weight=0.4)),
         dict(type='FCNHead', in_channels=128, channels=32, num_convs=1, num_classes=num_classes,
              in_index=1, norm_cfg=norm_cfg, concat_input=False, align_corners=False,
-             loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
+             loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                              avg_non_ignore=True, loss_weight=0.4)),
     ])
 max_iters = 2000
 optim_wrapper = dict(

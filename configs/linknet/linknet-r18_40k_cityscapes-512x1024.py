@@ -1,9 +1,21 @@
-# LinkNet (ResNet-18) on Cityscapes with the official recipe (github.com/e-lab/LinkNet):
-# whole images resized to 1024x512 (no cropping), batch 8, RMSProp (alpha 0.99, eps 1e-8) with a
-# constant learning rate of 5e-4 and no weight decay (the code decays it by 1e-7 after 100 epochs,
-# i.e. training effectively stops there: 100 epochs x 372 iterations ~ 40k iterations), and
-# class-weighted cross-entropy (ENet-style weights 1/ln(c + p_class); the values below are the
-# Cityscapes weights published with ERFNet). Single-device config (BN).
+# LinkNet (ResNet-18) on Cityscapes. From the official code (github.com/e-lab/LinkNet): whole
+# images resized to 1024x512 (no cropping, labels nearest-neighbour), batch 8, RMSProp (Torch7
+# optim.rmsprop: alpha 0.99, eps 1e-8 outside the square root as in PyTorch, no momentum) with a
+# constant learning rate of 5e-4 and no weight decay (the code multiplies the lr by 1e-7 after 100
+# epochs, i.e. training effectively stops there: 100 epochs x 371 iterations ~ 40k iterations), and
+# cross-entropy weighted by w_c = 1 / ln(1.02 + h_c / max_k h_k) (models/model.lua; h: the class
+# histogram of the 1024x512 train labels).
+# Class weights: LinkNet publishes none and there is no Cityscapes copy here. The values below are
+# LinkNet's formula applied to the class frequencies that ERFNet's published Cityscapes weights
+# encode (github.com/Eromera/erfnet_pytorch, train/main.py: w = 1 / ln(1.10 + p) over the same
+# 1024x512 nearest-resized train labels, so p_c = exp(1 / w_c) - 1.10 and
+# h_c / max h = p_c / p_road; road is the largest class, void included). Your own, from your copy
+# of Cityscapes:
+#   python tools/dataset_converters/class_weights.py \
+#       configs/linknet/linknet-r18_40k_cityscapes-512x1024.py --method linknet
+# The project's choices: horizontal flips (the official code has no augmentation), ImageNet
+# mean/std (official: train-set mean subtraction only), void ignored (official: an "Unlabeled"
+# class that is trained with its own weight). Single-device config (BN).
 _base_ = [
     '../_base_/models/linknet_r18.py', '../_base_/datasets/cityscapes.py',
     '../_base_/default_runtime.py', '../_base_/schedules/schedule_poly.py'
@@ -11,15 +23,16 @@ _base_ = [
 img_scale = (1024, 512)  # (w, h)
 num_classes = 19
 class_weight = [
-    2.8149, 6.9850, 3.7890, 9.9428, 9.7702, 9.5111, 10.3114, 10.0265, 4.6323, 9.5608, 7.8698,
-    9.5169, 10.3737, 6.6616, 10.2605, 10.2879, 10.2898, 10.4054, 10.1381
+    1.4223, 5.8877, 2.0247, 26.9638, 23.3247, 19.2651, 39.5127, 29.1156, 2.6831, 19.9440, 8.2601,
+    19.3420, 42.7558, 5.2513, 37.1896, 38.4084, 38.4962, 44.5968, 32.5194
 ]
 data_preprocessor = dict(size=(img_scale[1], img_scale[0]))
 model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(
         num_classes=num_classes,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                         avg_non_ignore=True, loss_weight=1.0,
                          class_weight=class_weight)))
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -1,9 +1,15 @@
-# LinkNet (ResNet-18) on CamVid (11 classes, 360x480) with the official recipe
-# (github.com/e-lab/LinkNet): batch 8, RMSProp (alpha 0.99, eps 1e-8), constant lr 5e-4, no weight
-# decay, ~100 epochs (367 images / 8 = 46 iterations per epoch -> 5k iterations), class-weighted
-# cross-entropy with the official formula w_c = 1 / ln(1.02 + h_c / max_k h_k) on the CamVid
-# train histogram h (computed on the 367 train labels, void excluded).
-# The official code trains on 768x576 images; here the common 480x360 SegNet version is used.
+# LinkNet (ResNet-18) on CamVid (11 classes, 360x480). From the official code
+# (github.com/e-lab/LinkNet): batch 8, RMSProp (Torch7 optim.rmsprop: alpha 0.99, eps 1e-8 outside
+# the square root as in PyTorch, no momentum), constant lr 5e-4, no weight decay, ~100 epochs
+# (45 full batches of the 367 images per epoch; 5k iterations ~ 109 epochs), cross-entropy weighted
+# by the official formula w_c = 1 / ln(1.02 + h_c / max_k h_k) (models/model.lua), here on the
+# histogram h of the 367 SegNet train labels (void excluded; it is not the largest class, so
+# counting it changes nothing), made by
+#   python tools/dataset_converters/class_weights.py \
+#       configs/linknet/linknet-r18_5k_camvid-360x480.py --method linknet
+# The project's choices: the common 480x360 SegNet version of CamVid (the official code remaps the
+# 32 raw classes itself and trains at 768x576), 360x480 crops with mmseg's CamVid augmentation (the
+# official code has none), ImageNet mean/std (official: mean subtraction only), void ignored.
 # Single-device config (BN).
 _base_ = [
     '../_base_/models/linknet_r18.py', '../_base_/datasets/camvid.py',
@@ -19,7 +25,8 @@ model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(
         num_classes=num_classes,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                         avg_non_ignore=True, loss_weight=1.0,
                          class_weight=class_weight)))
 max_iters = 5000
 optim_wrapper = dict(

@@ -1,2 +1,2 @@
-"""Networks and building blocks registered into mmseg's ``MODELS`` registry."""
-from . import backbones, decode_heads, layers  # noqa: F401
+"""Networks, building blocks and task losses registered into mmseg's ``MODELS`` registry."""
+from . import backbones, decode_heads, layers, losses  # noqa: F401

@@ -9,6 +9,9 @@ features are fused top-down (deepest first)::
     s_i = act(BN(conv3x3(p_i)))            (C_i -> 128, "smooth")
 
 Only the branches that are used exist: ``u`` for stages 2..4, ``s`` for stages 1, 3 and 4.
+The official code builds ``u`` as a 1x1 conv with ``padding=1`` (a border of ``act(BN(0))``
+pixels, so ``u_i`` is 2 pixels larger per dimension before it is resized to the next stage);
+here ``u`` is unpadded by default and ``up_padding=1`` reproduces the official layer.
 The backbone returns ``(s_1, s_3, s_4)`` = (1/8, 1/32, 1/64), 128 channels each: the decode head
 (:class:`rtkd.models.decode_heads.FANetHead`) concatenates ``s_1`` and upsampled ``s_3``
 (output stride 8) and the two auxiliary heads of the paper's training read ``s_3`` and ``s_4``.
@@ -38,6 +41,7 @@ class _FANetStage(nn.Module):
         out_channels (int): width of the smooth output (128).
         with_up (bool): build the ``up`` branch (``C_i -> C_i / 2`` 1x1 conv).
         with_smooth (bool): build the ``smooth`` branch (3x3 conv to ``out_channels``).
+        up_padding (int): padding of the 1x1 ``up`` conv (official code: 1).
         qk_channels (int): query/key width of the attention.
         scale_by_pixels (bool): 1/n scaling in the attention.
         conv_cfg, norm_cfg, act_cfg (dict): layer configs.
@@ -45,14 +49,16 @@ class _FANetStage(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, with_up: bool, with_smooth: bool,
-                 qk_channels: int, scale_by_pixels: bool, conv_cfg: Optional[dict],
-                 norm_cfg: dict, act_cfg: dict, align_corners: bool) -> None:
+                 up_padding: int, qk_channels: int, scale_by_pixels: bool,
+                 conv_cfg: Optional[dict], norm_cfg: dict, act_cfg: dict,
+                 align_corners: bool) -> None:
         super().__init__()
         self.align_corners = align_corners
         self.attention = FastAttention(in_channels, qk_channels, scale_by_pixels, conv_cfg,
                                        norm_cfg, act_cfg)
         cfg = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
-        self.up = ConvModule(in_channels, in_channels // 2, 1, **cfg) if with_up else None
+        self.up = ConvModule(in_channels, in_channels // 2, 1, padding=up_padding,
+                             **cfg) if with_up else None
         self.smooth = ConvModule(in_channels, out_channels, 3, padding=1,
                                  **cfg) if with_smooth else None
 
@@ -78,6 +84,9 @@ class FANet(BaseModule):
         out_channels (int): width of the smooth outputs (128 in the paper).
         qk_channels (int): query/key width of the fast attention (32).
         scale_by_pixels (bool): the paper's 1/n scaling in the fast attention.
+        up_padding (int): padding of the 1x1 ``up`` convs. 0 (default) is the project's choice;
+            the official code uses 1 (``ConvBNReLU(ks=1, padding=1)``), which adds a border of
+            constant ``act(BN(0))`` pixels that the resize to the next stage then blends in.
         conv_cfg (dict, optional): conv config of the fusion layers.
         norm_cfg (dict): norm config of the fusion layers (the ResNet has its own in
             ``resnet_cfg``).
@@ -94,12 +103,16 @@ class FANet(BaseModule):
                  out_channels: int = 128,
                  qk_channels: int = 32,
                  scale_by_pixels: bool = True,
+                 up_padding: int = 0,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  act_cfg: dict = dict(type='ReLU'),
                  align_corners: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if up_padding not in (0, 1):
+            raise ValueError(f'FANet up_padding must be 0 (default) or 1 (official code), '
+                             f'got {up_padding}.')
         resnet_cfg = dict(resnet_cfg)
         resnet_cfg.setdefault('out_indices', (0, 1, 2, 3))
         if len(resnet_cfg['out_indices']) != 4:
@@ -108,8 +121,9 @@ class FANet(BaseModule):
         self.resnet = MODELS.build(resnet_cfg)
         widths = self._stage_widths()
         self.stages = nn.ModuleList([
-            _FANetStage(widths[i], out_channels, *_USES[i], qk_channels, scale_by_pixels,
-                        conv_cfg, norm_cfg, act_cfg, align_corners) for i in range(4)
+            _FANetStage(widths[i], out_channels, *_USES[i], up_padding, qk_channels,
+                        scale_by_pixels, conv_cfg, norm_cfg, act_cfg, align_corners)
+            for i in range(4)
         ])
         for i in range(3):
             if widths[i + 1] // 2 != widths[i]:

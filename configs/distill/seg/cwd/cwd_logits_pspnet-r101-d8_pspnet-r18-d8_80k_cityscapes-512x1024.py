@@ -7,7 +7,7 @@ custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
     type='Distiller',
-    student='mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    student='configs/baselines/pspnet-r18-d8_4xb2-80k_cityscapes-512x1024.py',
     teacher=dict(config='mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py',
                  checkpoint='https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/pspnet_r101-'
                             'd8_512x1024_80k_cityscapes/pspnet_r101-d8_512x1024_80k_cityscapes_20200606_112211-e1e1100f.pth'),
@@ -16,3 +16,5 @@ model = dict(
                               student='s_logits', teacher='t_logits')))
 model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook', interval=8000)]
+# stop on a non-finite loss (task or distillation) before that iteration's checkpoint
+default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

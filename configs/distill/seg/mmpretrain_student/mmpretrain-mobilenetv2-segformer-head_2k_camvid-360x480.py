@@ -15,6 +15,7 @@ model = dict(
     decode_head=dict(
         _delete_=True, type='SegformerHead', in_channels=[24, 32, 96, 320], in_index=[0, 1, 2, 3],
         channels=128, dropout_ratio=0.1, num_classes=11, norm_cfg=norm_cfg, align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                         avg_non_ignore=True, loss_weight=1.0)),
     auxiliary_head=None)
 optim_wrapper = dict(paramwise_cfg=dict(_delete_=True))
