@@ -3,6 +3,10 @@
 1. Safe checkpoint loading on torch >= 2.6 (below).
 2. mmseg 1.2.2's class-weighted cross-entropy crashing on ignored pixels
    (:func:`patch_weighted_cross_entropy`).
+3. ``num_workers=0`` with ``persistent_workers=True`` (the CamVid base's setting), which torch's
+   ``DataLoader`` rejects (:func:`patch_persistent_workers`).
+4. setuptools' ``pkg_resources is deprecated`` warning, printed again by every mmengine config
+   load (:func:`silence_pkg_resources_warning`).
 
 
 torch >= 2.6 loads checkpoints with ``weights_only=True``. mmengine 0.10.7 writes its message hub
@@ -22,9 +26,16 @@ process (without rtkd imported) still carry it; loading one of those gives torch
 from __future__ import annotations
 
 import codecs
+import functools
+import warnings
 
 import numpy as np
 import torch
+
+#: Start of setuptools' warning on ``import pkg_resources`` (setuptools >= 67.5; a UserWarning
+#: from 80.9 on). mmengine's ``is_installed`` re-imports ``pkg_resources`` on every config load
+#: with a ``mmseg::`` style base, and mim imports it at start-up.
+PKG_RESOURCES_WARNING = r'pkg_resources is deprecated as an API'
 
 
 def _safe_globals() -> list:
@@ -96,6 +107,56 @@ def patch_weighted_cross_entropy() -> None:
     ce_mod.cross_entropy = cross_entropy
 
 
+def _drop_idle_persistent_workers(build_dataloader):
+    """Wrap ``build_dataloader`` to drop ``persistent_workers`` when there are no workers."""
+
+    @functools.wraps(build_dataloader)
+    def wrapper(dataloader, *args, **kwargs):
+        if isinstance(dataloader, dict) and dataloader.get('persistent_workers') and \
+                not dataloader.get('num_workers'):
+            dataloader = dict(dataloader, persistent_workers=False)
+        return build_dataloader(dataloader, *args, **kwargs)
+
+    wrapper._rtkd_patched = True
+    return wrapper
+
+
+def patch_persistent_workers() -> None:
+    """Let ``num_workers=0`` run with a config that sets ``persistent_workers=True``.
+
+    torch's ``DataLoader`` raises ``persistent_workers option needs num_workers > 0``, so every
+    small run (debugging, tests, ``--cfg-options train_dataloader.num_workers=0``) had to override
+    both keys. With no worker processes there is nothing to keep alive, so the runners'
+    ``build_dataloader`` (mmengine's ``Runner`` and ``FlexibleRunner``, used by ``tools/train.py``,
+    ``tools/test.py`` and ``mim train`` / ``mim test`` alike) now builds such a loader with
+    ``persistent_workers=False``; with workers the setting is passed on unchanged.
+    """
+    from mmengine.runner import Runner
+    runners = [Runner]
+    try:
+        from mmengine.runner import FlexibleRunner
+        runners.append(FlexibleRunner)
+    except ImportError:  # mmengine < 0.8
+        pass
+    for cls in runners:
+        original = cls.__dict__['build_dataloader'].__func__
+        if not getattr(original, '_rtkd_patched', False):
+            cls.build_dataloader = staticmethod(_drop_idle_persistent_workers(original))
+
+
+def silence_pkg_resources_warning() -> None:
+    """Hide setuptools' ``pkg_resources is deprecated`` warning and no other warning.
+
+    It is about mmengine's and mim's own use of ``pkg_resources`` (nothing a user of rtkd can
+    change). The filter takes effect once ``rtkd`` is imported (``tools/train.py`` and
+    ``tools/test.py`` import it first); the pin ``setuptools<80.9`` in
+    ``requirements/constraints.txt`` keeps it out of processes that import rtkd later (``mim``).
+    """
+    warnings.filterwarnings('ignore', message=PKG_RESOURCES_WARNING)
+
+
 register_safe_globals()
 patch_history_buffer()
 patch_weighted_cross_entropy()
+patch_persistent_workers()
+silence_pkg_resources_warning()

@@ -9,6 +9,8 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+import rtkd  # noqa: F401  (before the config load, so rtkd.compat's fixes cover it too)
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model with rtkd')

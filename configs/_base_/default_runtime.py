@@ -4,7 +4,10 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=3,
                     save_last=True),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    visualization=dict(type='SegVisualizationHook', draw=False, interval=50))
+    visualization=dict(type='SegVisualizationHook', draw=False, interval=50),
+    # stops a diverged run (NaN/inf loss) before that iteration's checkpoint; a default hook, not
+    # a custom one, so recipes that set their own custom_hooks keep it
+    non_finite_loss=dict(type='NonFiniteLossHook'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(by_epoch=False)

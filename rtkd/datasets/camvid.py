@@ -9,6 +9,8 @@ from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from .transforms import add_seg_map_checks
+
 CAMVID_VOID = 11
 
 #: Places tried, in order, when the configured ``data_root`` does not exist.
@@ -70,6 +72,10 @@ class CamVidDataset(BaseSegDataset):
     and 11 is *void*. Void is mapped to 255 on load, the ignore index used by mmseg's losses,
     metrics and the data preprocessor's label padding, so void is ignored end to end.
 
+    Every ``LoadAnnotations`` of the pipeline is followed by a
+    :class:`~rtkd.datasets.transforms.CheckSegMapSize` (added here, no config line needed), so a
+    label map whose size differs from its image fails when it is loaded, naming both files.
+
     Args:
         data_root (str): dataset folder; see :func:`resolve_camvid_root` for the fallbacks.
         data_prefix (dict): ``img_path`` / ``seg_map_path`` sub-folders,
@@ -105,6 +111,7 @@ class CamVidDataset(BaseSegDataset):
             seg_map_suffix=seg_map_suffix,
             reduce_zero_label=reduce_zero_label,
             **kwargs)
+        add_seg_map_checks(self.pipeline)
 
     def load_data_list(self) -> list:
         """List image/label pairs; each sample's ``label_map`` (applied by ``LoadAnnotations``)

@@ -24,3 +24,5 @@ model = dict(
                for i in range(5)}})
 model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook')]
+# stop on a non-finite loss (task or distillation) before that iteration's checkpoint
+default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

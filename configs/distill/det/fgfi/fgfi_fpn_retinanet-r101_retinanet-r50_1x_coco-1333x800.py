@@ -18,3 +18,5 @@ model = dict(
                                loss_weight=0.01, student='s_fpn', teacher='t_fpn')))
 model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook')]  # student_latest.pth at the end
+# stop on a non-finite loss (task or distillation) before that iteration's checkpoint
+default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

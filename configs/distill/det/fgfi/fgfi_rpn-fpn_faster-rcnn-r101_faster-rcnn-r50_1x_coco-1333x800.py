@@ -17,3 +17,5 @@ model = dict(
                                student='s_fpn', teacher='t_fpn')))
 model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook')]
+# stop on a non-finite loss (task or distillation) before that iteration's checkpoint
+default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))
