@@ -5,8 +5,12 @@ inputs. Runner-level tests (train/test/resume/export/DDP) are in test_distiller_
 """
 from __future__ import annotations
 
+import collections
 import copy
+import itertools
 import os.path as osp
+from types import SimpleNamespace
+from typing import Optional
 
 import pytest
 import torch
@@ -18,7 +22,11 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from rtkd.distill import Distiller, LossSchedule, TapSpec, build_schedule
+from rtkd.distill import (Distiller, DistillOptimWrapperConstructor, LossSchedule, TapSet,
+                          TapSpec, build_schedule)
+from rtkd.distill import distiller as distiller_module
+from rtkd.distill.taps import TeacherDone
+from rtkd.engine.hooks import NonFiniteLossHook
 
 BN = dict(type='BN', requires_grad=True)
 CE = dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)
@@ -127,8 +135,17 @@ def test_tap_syntax():
     assert (s.module, s.use_input, s.index) == ('decode_head.conv_seg', True, (0, ))
     s = TapSpec.parse('c', 'teacher:neck#out[0][-1]')
     assert (s.use_input, s.index) == (False, (0, -1))
+    s = TapSpec.parse('d', 'teacher:bbox_head.cls_convs.0@2')
+    assert (s.module, s.call, s.use_input, s.index) == ('bbox_head.cls_convs.0', 2, False, ())
+    s = TapSpec.parse('e', 'student:backbone.layer1.0.relu@-1#in')
+    assert (s.module, s.call, s.use_input, s.index) == ('backbone.layer1.0.relu', -1, True, (0, ))
+    s = TapSpec.parse('f', 'teacher:rpn_head.rpn_conv@*#out[0]')
+    assert (s.call, s.index, s.needs_all_calls) == ('*', (0, ), True)
+    assert s.with_call(1) == 'teacher:rpn_head.rpn_conv@1#out[0]'
+    assert TapSpec.parse('g', 'teacher:neck').call is None
     for bad in ('decode_head.conv_seg', 'pupil:backbone', 'student:backbone#sideways',
-                'student:backbone[x]'):
+                'student:backbone[x]', 'student:backbone@', 'student:backbone@x',
+                'student:backbone#in@0', 'student:backbone@1@2'):
         with pytest.raises(ValueError, match='is not valid'):
             TapSpec.parse('x', bad)
 
@@ -145,7 +162,7 @@ def test_build_errors(teacher_files, tmp_path):
         make_distiller(teacher_files, teacher=dict(config=teacher_files[0], checkpoint=missing))
     wrong = str(tmp_path / 'wrong.pth')
     torch.save(dict(state_dict={'foo.weight': torch.zeros(1)}), wrong)
-    with pytest.raises(ValueError, match="holds none of the teacher model's weights"):
+    with pytest.raises(ValueError, match=r'matches only 0 of the \d+ required model entries'):
         make_distiller(teacher_files, teacher=dict(config=teacher_files[0], checkpoint=wrong))
     with pytest.raises(ValueError, match='teacher needs weights'):
         make_distiller(teacher_files, teacher=dict(config=teacher_files[0]))
@@ -194,8 +211,8 @@ def test_teacher_frozen_eval_hidden_and_taps_inactive(teacher_files):
     log = model.train_step(batch(), ow)
     assert {'loss', 'decode.loss_ce', 'aux.loss_ce', 'loss_cwd'} <= set(log)
     assert float(log['loss_cwd']) > 0
-    # the teacher stopped early: its hooks raised before EncoderDecoder returned
-    assert not any(p.grad is not None for p in teacher.parameters())
+    # (that no gradient reaches the teacher is tested with trainable teacher parameters in
+    # test_teacher_gets_no_gradient_even_if_not_frozen: here requires_grad=False guarantees it)
     for k, v in teacher.state_dict().items():
         assert torch.equal(v, before[k]), k  # no BN statistic update, no weight change
     assert int(model.distill_iter) == 1
@@ -212,15 +229,46 @@ def test_teacher_frozen_eval_hidden_and_taps_inactive(teacher_files):
     h.remove()
 
 
+@MODELS.register_module(name='_TestUndetachedMSE', force=True)
+class _TestUndetachedMSE(_TestMSE):
+    """MSE that does not detach the teacher (gradients would flow into it)."""
+
+    def forward(self, student, teacher, **extra):
+        return ((student - teacher) ** 2).mean() * self.loss_weight
+
+
+def test_teacher_gets_no_gradient_even_if_not_frozen(teacher_files):
+    """The teacher runs under no_grad: even with trainable parameters (a freezing that was
+    missed) and a loss that does not detach it, no gradient reaches it."""
+    model = make_distiller(teacher_files, losses=dict(loss_mse=dict(
+        type='_TestUndetachedMSE', student='s_logits', teacher='t_logits')))
+    teacher = model.teacher
+    for p in teacher.parameters():
+        p.requires_grad_(True)
+    head = model.student.decode_head.conv_seg.weight.detach().clone()
+    log = model.train_step(batch(), sgd(model))
+    assert float(log['loss_mse']) > 0
+    assert not torch.equal(head, model.student.decode_head.conv_seg.weight)  # student trained
+    assert all(p.grad is None for p in teacher.parameters())
+    rec = model._run_teacher(model.data_preprocessor(batch(), True)['inputs'], None)
+    assert not rec['t_logits'].requires_grad
+
+
 def test_teacher_runs_only_as_far_as_needed(teacher_files):
     model = make_distiller(
         teacher_files, taps=dict(s_feat='student:backbone[3]', t_feat='teacher:backbone[3]'),
         connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=32, out_channels=64)),
         losses=dict(loss_nfd=dict(type='NFDLoss', student='s_feat', teacher='t_feat')))
     head_calls = []
-    model.teacher.decode_head.register_forward_hook(lambda *a: head_calls.append(1))
-    model.loss(**model.data_preprocessor(batch(), True))
-    assert head_calls == []
+    # (mmseg's tensor mode calls decode_head.forward directly, so a hook on decode_head never
+    # fires: hook its classifier)
+    model.teacher.decode_head.conv_seg.register_forward_hook(lambda *a: head_calls.append(1))
+    data = model.data_preprocessor(batch(), True)
+    model.loss(**data)
+    assert head_calls == [1]  # the first forward runs to the end, counting calls per module
+    model.loss(**data)
+    model.loss(**data)
+    assert head_calls == [1]  # then the teacher stops once backbone[3] is out
 
 
 def test_input_tap_and_resize_connector(teacher_files):
@@ -284,32 +332,54 @@ def test_freeze_student(teacher_files):
         make_distiller(teacher_files, freeze_student=dict(modules=['bakbone'], iters=1))
 
 
-def test_nan_detection(teacher_files):
+def test_non_finite_losses_are_left_to_the_hook(teacher_files, monkeypatch):
+    """No finiteness check (device sync) per loss in the distiller; NonFiniteLossHook, which
+    checks every logged loss once per step, names the distillation loss."""
     model = make_distiller(teacher_files, losses=dict(loss_bad=dict(
         type='_TestNaNLoss', student='s_logits', teacher='t_logits')))
     ow = sgd(model)
-    model.train_step(batch(), ow)
-    with pytest.raises(FloatingPointError, match=r"'loss_bad' is nan at iteration 1"):
-        model.train_step(batch(), ow)
+    hook = NonFiniteLossHook()
+    hook.after_train_iter(SimpleNamespace(iter=0), 0, outputs=model.train_step(batch(), ow))
+    checks = []
+    isfinite = torch.isfinite
+    monkeypatch.setattr(torch, 'isfinite', lambda *a, **k: checks.append(1) or isfinite(*a, **k))
+    log = model.train_step(batch(), ow)  # NaN now: the distiller neither syncs nor raises
+    monkeypatch.undo()
+    assert checks == [] and torch.isnan(log['loss_bad'])
+    with pytest.raises(FloatingPointError, match=r'non-finite loss at iteration 2: loss_bad=nan'):
+        hook.after_train_iter(SimpleNamespace(iter=1), 1, outputs=log)
 
 
-def test_teacher_input_renormalisation(teacher_files, tmp_path):
-    # a teacher with another mean/std sees the same raw image as the student
-    cfg_path, ckpt = teacher_files
-    other = seg_model(8)
-    other['data_preprocessor'] = dict(DP, mean=[0., 0., 0.], std=[255., 255., 255.],
-                                      bgr_to_rgb=False)
-    path = tmp_path / 'teacher2.py'
-    path.write_text(f"default_scope = 'mmseg'\nmodel = {other!r}\n")
-    model = make_distiller(teacher_files, teacher=dict(config=str(path), checkpoint=ckpt))
+NORM_S = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+NORM_T = dict(mean=[100.0, 110.0, 130.0], std=[40.0, 60.0, 80.0])  # asymmetric: order shows
+
+
+@pytest.mark.parametrize('s_norm,s_rgb,t_norm,t_rgb',
+                         list(itertools.product((True, False), repeat=4)))
+def test_teacher_sees_what_its_own_preprocessor_makes(s_norm, s_rgb, t_norm, t_rgb):
+    """RGB/BGR x normalised/raw on each side: the teacher's input equals its own data
+    preprocessor applied to the raw batch (a side without mean/std counts as mean 0 / std 1)."""
+
+    def model(base: int, norm: Optional[dict], rgb: bool) -> dict:
+        pre = dict(DP, bgr_to_rgb=rgb, **(norm or dict(mean=None, std=None)))
+        return dict(seg_model(base), data_preprocessor=pre)
+
+    distiller = MODELS.build(dict(
+        type='Distiller',
+        student=dict(model=model(4, NORM_S if s_norm else None, s_rgb), scope='mmseg'),
+        teacher=dict(model=model(8, NORM_T if t_norm else None, t_rgb), scope='mmseg',
+                     checkpoint=None),
+        taps=dict(s_logits='student:decode_head.conv_seg',
+                  t_logits='teacher:decode_head.conv_seg'),
+        losses=dict(loss_cwd=dict(type='ChannelWiseKD', student='s_logits', teacher='t_logits'))))
+    assert distiller.data_preprocessor._enable_normalize is s_norm
+    assert distiller.teacher.data_preprocessor._enable_normalize is t_norm
     seen = []
-    model.teacher.backbone.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
-    data = model.data_preprocessor(batch(), True)
-    model.loss(**data)
-    # the student converts BGR->RGB, this teacher wants the loaded (BGR) order: it must see the
-    # raw image, channel order included
-    raw = torch.stack([b.float() for b in batch()['inputs']]) / 255.  # BGR as loaded, 0..1
-    assert torch.allclose(seen[0], raw, atol=1e-4)
+    distiller.teacher.backbone.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    distiller.loss(**distiller.data_preprocessor(batch(), True))
+    expected = distiller.teacher.data_preprocessor(batch(), True)['inputs']
+    assert torch.allclose(seen[0], expected, rtol=1e-5, atol=1e-4), \
+        (seen[0] - expected).abs().max()
 
 
 def test_adversarial_loss_extras_and_optimizer_check(teacher_files):
@@ -359,3 +429,275 @@ def test_channel_order_flag_of_every_toolbox():
     assert _bgr_to_rgb(SegDataPreProcessor(bgr_to_rgb=False)) is False
     from mmdet.models.data_preprocessors import DetDataPreprocessor
     assert _bgr_to_rgb(DetDataPreprocessor(bgr_to_rgb=True)) is True
+
+
+# --------------------------------------------------------------------- modules called twice
+RELU = 'backbone.layer4.1.relu'  # mmseg's BasicBlock.relu: after bn1, then after the residual sum
+
+
+def test_module_called_twice_needs_a_call_selection(teacher_files):
+    """A tap on a module that runs twice is refused (student and teacher, early stop on) with
+    the call count and the syntax to pick a call."""
+    data = make_distiller(teacher_files).data_preprocessor(batch(), True)
+    model = make_distiller(teacher_files, taps=dict(s=f'student:{RELU}', t=f'teacher:{RELU}@1'),
+                           losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
+    with pytest.raises(ValueError, match=(
+            r"tap 's' = 'student:backbone.layer4.1.relu' is ambiguous: module "
+            r"'backbone.layer4.1.relu' is called 2 times per student forward; select one call "
+            r"with @<call> \(0..1, e.g. 'student:backbone.layer4.1.relu@0', @-1 for the last\) "
+            r"or all of them as a list with 'student:backbone.layer4.1.relu@\*'")):
+        model.loss(**data)
+    model = make_distiller(teacher_files, taps=dict(s=f'student:{RELU}@1', t=f'teacher:{RELU}'),
+                           losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
+    assert model._taps['teacher'].stop_when_done
+    with pytest.raises(ValueError, match=r"'teacher:backbone.layer4.1.relu' is ambiguous: .*"
+                                         r'is called 2 times per teacher forward'):
+        model.loss(**data)
+    model = make_distiller(teacher_files, taps=dict(s=f'student:{RELU}@1', t=f'teacher:{RELU}@2'),
+                           losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
+    with pytest.raises(ValueError, match=r"selects call 2 but module 'backbone.layer4.1.relu' is "
+                                         r'called 2 times per teacher forward; select a call in '
+                                         r'-2..1'):
+        model.loss(**data)
+
+
+def test_call_selection_records_the_selected_call(teacher_files):
+    taps = dict(s=f'student:{RELU}@-1', t0=f'teacher:{RELU}@0', t1=f'teacher:{RELU}@1',
+                t_last=f'teacher:{RELU}@-1', t_all=f'teacher:{RELU}@*',
+                t_bn1='teacher:backbone.layer4.1.bn1')
+    model = make_distiller(
+        teacher_files, taps=taps,
+        connectors=dict(s=dict(type='ConvBNConnector', in_channels=32, out_channels=64)),
+        losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t1')))
+    data = model.data_preprocessor(batch(), True)
+    x = data['inputs']  # same preprocessing on both sides: the teacher sees x as is
+    ref = {}
+    block = model.teacher.backbone.layer4[1]
+    h = block.register_forward_hook(lambda m, a, out: ref.update(out=out.clone()))
+    with torch.no_grad():
+        model.teacher.backbone(x)
+    h.remove()
+    rec = model._run_teacher(x, None)
+    assert torch.equal(rec['t1'], ref['out']) and torch.equal(rec['t_last'], ref['out'])
+    assert torch.equal(rec['t0'], torch.relu(rec['t_bn1']))  # first call: right after bn1
+    assert not torch.equal(rec['t0'], rec['t1'])
+    assert isinstance(rec['t_all'], list) and len(rec['t_all']) == 2
+    assert torch.equal(rec['t_all'][0], rec['t0']) and torch.equal(rec['t_all'][1], rec['t1'])
+    # the student's last call (the block output) is what the loss gets
+    seen = {}
+    model.student.backbone.layer4[1].register_forward_hook(
+        lambda m, a, out: seen.update(out=out.detach().clone()))
+    with model._taps['student'].recording() as s_rec:
+        model.student.loss(x, data['data_samples'])
+    assert torch.equal(s_rec['s'].detach(), seen['out'])
+    assert float(model.loss(**data)['loss_x']) > 0
+
+
+def test_early_stop_counts_calls(teacher_files):
+    """With early stop the teacher stops right after the selected call, not at the first one;
+    a tap without '@' lets the first forward run to its end (to count calls), later ones stop."""
+    mse = dict(loss_x=dict(type='_TestMSE', student='s', teacher='t'))
+    model = make_distiller(teacher_files, taps=dict(s='student:decode_head.conv_seg',
+                                                    t='teacher:backbone.layer3.0.relu@1'),
+                           losses=mse)
+    teacher = model.teacher
+    calls = collections.Counter()
+    for name in ('backbone.layer3.0.conv2', 'backbone.layer3.1', 'decode_head.conv_seg'):
+        teacher.get_submodule(name).register_forward_pre_hook(
+            lambda m, a, n=name: calls.update([n]))
+    x = model.data_preprocessor(batch(), True)['inputs']
+    rec = model._run_teacher(x, None)
+    # stopped inside layer3.0, at the second relu call (after conv2), before layer3.1
+    assert calls == {'backbone.layer3.0.conv2': 1}
+    ref = {}
+    h = teacher.backbone.layer3[0].register_forward_hook(lambda m, a, o: ref.update(out=o))
+    with torch.no_grad():
+        teacher.backbone(x)
+    h.remove()
+    assert torch.equal(rec['t'], ref['out'])
+
+    model = make_distiller(teacher_files, taps=dict(s='student:decode_head.conv_seg',
+                                                    t='teacher:backbone.layer2'), losses=mse)
+    calls.clear()
+    # (mmseg's tensor mode calls decode_head.forward directly: hook a submodule)
+    model.teacher.decode_head.conv_seg.register_forward_pre_hook(
+        lambda m, a: calls.update(['head']))
+    model._run_teacher(x, None)
+    assert calls['head'] == 1  # first forward: to the end, counting calls
+    model._run_teacher(x, None)
+    assert calls['head'] == 1  # then: cut short after backbone.layer2
+
+
+def test_teacher_done_is_not_swallowed_by_except_exception(teacher_files):
+    model = make_distiller(teacher_files, taps=dict(s='student:decode_head.conv_seg',
+                                                    t='teacher:backbone.layer2'),
+                           losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
+    caught = []
+    backbone = model.teacher.backbone
+    forward = backbone.forward
+
+    def guarded(*args, **kwargs):  # model code with a fallback path
+        try:
+            return forward(*args, **kwargs)
+        except Exception:
+            caught.append(1)
+            raise
+
+    backbone.forward = guarded
+    head_calls = []
+    model.teacher.decode_head.conv_seg.register_forward_pre_hook(
+        lambda *a: head_calls.append(1))
+    x = model.data_preprocessor(batch(), True)['inputs']
+    for _ in range(2):  # the first forward runs to the end (counting calls), the second stops
+        rec = model._run_teacher(x, None)
+    assert 't' in rec and caught == [] and len(head_calls) <= 1
+    assert not issubclass(TeacherDone, Exception)
+
+
+class _PairThenInPlace(nn.Module):
+    """Returns a tuple holding a tensor and a list; the caller then changes both in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair = nn.Identity()
+        self.pair.forward = lambda x: (x * 1, [x * 2])
+
+    def forward(self, x):
+        a, rest = self.pair(x)
+        a.add_(100)
+        rest[0].mul_(0)
+        return a + rest[0]
+
+
+def test_tuple_and_list_outputs_are_protected_from_in_place_changes():
+    model = _PairThenInPlace()
+    taps = TapSet(model, [TapSpec.parse('t', 'student:pair')], 'student')
+    x = torch.randn(2, 3)
+    with taps.recording() as rec:
+        model(x)
+    a, rest = rec['t']
+    assert torch.equal(a, x) and isinstance(rest, list) and torch.equal(rest[0], 2 * x)
+
+
+def test_deepcopy_records_into_the_copy_and_shares_the_teacher(teacher_files):
+    """EMA/SWA wrappers deep-copy the model: the copy's taps fire and the teacher is shared."""
+    model = make_distiller(teacher_files)
+    clone = copy.deepcopy(model)
+    assert clone.teacher is model.teacher and clone._taps['teacher'] is model._taps['teacher']
+    assert clone.student is not model.student
+    model.eval()
+    clone.eval()  # no dropout: the same batch gives the same loss
+    data = model.data_preprocessor(batch(), True)
+    a = model.loss(**data)['loss_cwd']
+    b = clone.loss(**data)['loss_cwd']
+    assert float(a) > 0 and torch.allclose(a, b)
+    with torch.no_grad():  # the copy's hooks record the copy's own student
+        clone.student.decode_head.conv_seg.weight.mul_(3)
+    assert not torch.allclose(clone.loss(**data)['loss_cwd'], a)
+    assert torch.allclose(model.loss(**data)['loss_cwd'], a)
+    clone._taps['student'].remove()  # removes the copy's hooks, not the original's
+    assert model.student.decode_head.conv_seg._forward_hooks
+    assert not clone.student.decode_head.conv_seg._forward_hooks
+
+
+# --------------------------------------------------------------------- critics
+@MODELS.register_module(name='_TestAdversarial', force=True)
+class _TestAdversarial(nn.Module):
+    """A linear critic on the logits; its generator loss leaves gradients on the critic (as a
+    careless adversarial loss would), and its critic loss is deterministic."""
+
+    extra_inputs = ()
+
+    def __init__(self, channels: int = 11) -> None:
+        super().__init__()
+        self.discriminator = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, student, teacher, **extra):
+        return -self.discriminator(student).mean()
+
+    def discriminator_loss(self, student, teacher, **extra):
+        return self.discriminator(student.detach()).mean() - \
+            self.discriminator(teacher.detach()).mean()
+
+
+def adversarial_wrappers(model, critic_lr: float = 0.01, **critic_kw):
+    return DistillOptimWrapperConstructor(dict(
+        student=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01)),
+        discriminator=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=critic_lr),
+                           **critic_kw)))(model)
+
+
+def test_critic_step_honours_gradient_accumulation(teacher_files):
+    """accumulative_counts=2: no critic update after the first step; after the second, one SGD
+    step on the mean of both critic-loss gradients (and nothing from the generator loss)."""
+    model = make_distiller(teacher_files, losses=dict(loss_adv=dict(
+        type='_TestAdversarial', student='s_logits', teacher='t_logits')))
+    loss = model.losses['loss_adv']
+    ref = copy.deepcopy(loss.discriminator)
+    seen = []
+    critic_loss = loss.discriminator_loss
+    loss.discriminator_loss = lambda s, t, **e: seen.append((s, t)) or critic_loss(s, t, **e)
+    ow = adversarial_wrappers(model, critic_lr=1.0, accumulative_counts=2)
+    model.train_step(batch(seed=0), ow)
+    assert torch.equal(loss.discriminator.weight, ref.weight)  # accumulating, no update yet
+    model.train_step(batch(seed=1), ow)
+    grads = []
+    for s, t in seen:
+        ref.zero_grad()
+        (ref(s).mean() - ref(t).mean()).backward()
+        grads.append(ref.weight.grad.clone())
+    expected = ref.weight.detach() - 1.0 * (grads[0] + grads[1]) / 2
+    assert torch.allclose(loss.discriminator.weight, expected, atol=1e-6)
+
+
+class _FakeDist:
+    """Two ranks as seen from rank 1: broadcast writes rank 0's value (0.25 everywhere)."""
+
+    def __init__(self, events: list) -> None:
+        self.events = events
+
+    def is_available(self):
+        return True
+
+    def is_initialized(self):
+        return True
+
+    def get_world_size(self):
+        return 2
+
+    def broadcast(self, tensor, src):
+        assert src == 0
+        self.events.append('broadcast')
+        tensor.fill_(0.25)
+
+    def all_reduce(self, tensor):
+        tensor.mul_(2)  # both ranks hold the same averaged gradient in this fake
+
+
+def test_critics_are_broadcast_before_their_first_use(teacher_files, monkeypatch):
+    """The critic is equal across ranks before the first generator loss uses it, once."""
+    events = []
+    monkeypatch.setattr(distiller_module, 'dist', _FakeDist(events))
+    model = make_distiller(teacher_files, losses=dict(loss_adv=dict(
+        type='_TestAdversarial', student='s_logits', teacher='t_logits')))
+    critic = model.losses['loss_adv'].discriminator
+    critic.register_forward_pre_hook(
+        lambda m, a: events.append(('critic', bool((m.weight == 0.25).all()))))
+    ow = adversarial_wrappers(model)
+    model.train_step(batch(), ow)
+    assert events[:3] == ['broadcast', 'broadcast', ('critic', True)]  # weight, bias, then use
+    model.train_step(batch(seed=1), ow)
+    assert events.count('broadcast') == 2
+
+
+def test_non_finite_critic_loss_is_caught_by_the_hook(teacher_files):
+    model = make_distiller(teacher_files, losses=dict(loss_hkd=dict(
+        type='HolisticKD', num_classes=11, num_convs=2, base_channels=8, loss_weight=0.1,
+        student='s_logits', teacher='t_logits')))
+    loss = model.losses['loss_hkd']
+    critic_loss = loss.discriminator_loss
+    loss.discriminator_loss = lambda *a, **k: critic_loss(*a, **k) * 0 + float('inf')
+    log = model.train_step(batch(), adversarial_wrappers(model))
+    assert torch.isfinite(log['loss']) and 'loss' in 'loss_hkd.critic'
+    with pytest.raises(FloatingPointError, match=r'iteration 1: loss_hkd.critic=inf'):
+        NonFiniteLossHook().after_train_iter(SimpleNamespace(iter=0), 0, outputs=log)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import glob
 import os
 import os.path as osp
+import re
 import runpy
 import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -174,26 +176,95 @@ def test_adversarial_two_optimizers_and_resume(tiny_camvid, teacher, tmp_path):
     assert any(not torch.equal(named[n], v) for n, v in d_before.items())  # critic trained on
 
 
-@pytest.mark.skipif(shutil.which('torchrun') is None and not osp.isfile(
-    osp.join(osp.dirname(sys.executable), 'torchrun')), reason='torchrun not available')
-def test_ddp_two_process_cpu(tiny_camvid, teacher, tmp_path):
-    work = str(tmp_path / 'work')
-    cfg_file = write_config(
-        str(tmp_path / 'ddp.py'), tiny_camvid, work,
-        distiller(teacher, SKD, freeze_student=dict(modules=['backbone'], iters=1)),
-        extra=HOOKS + ADV_OPTIM)
-    torchrun = shutil.which('torchrun') or osp.join(osp.dirname(sys.executable), 'torchrun')
-    env = dict(os.environ, OMP_NUM_THREADS='1')
+TORCHRUN = shutil.which('torchrun') or osp.join(osp.dirname(sys.executable), 'torchrun')
+needs_torchrun = pytest.mark.skipif(not osp.isfile(TORCHRUN), reason='torchrun not available')
+
+
+def run_torchrun(cfg_file: str, env: dict = None, timeout: int = 300):
+    """``torchrun --nproc_per_node=2 tools/train.py CFG --launcher pytorch`` on a free port.
+
+    Returns:
+        tuple[subprocess.CompletedProcess, float]: the finished process and its run time (s).
+    """
     with socket.socket() as sock:  # a free port: other torchrun jobs may share the machine
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
+    t0 = time.time()
     proc = subprocess.run(
-        [torchrun, '--nproc_per_node=2', f'--master_port={port}',
+        [TORCHRUN, '--nproc_per_node=2', f'--master_port={port}',
          osp.join(ROOT, 'tools/train.py'), cfg_file, '--launcher', 'pytorch'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1', **(env or {})),
+        capture_output=True, text=True, timeout=timeout)
+    return proc, time.time() - t0
+
+
+@needs_torchrun
+def test_ddp_two_process_cpu(tiny_camvid, teacher, tmp_path):
+    """Two processes, an adversarial recipe, a frozen backbone and a loss that is off in the
+    first iteration (its trainable connector gets no gradient from it), all with DDP's
+    find_unused_parameters=False: DDP stops at the second iteration if any parameter missed
+    its gradient in the first."""
+    work = str(tmp_path / 'work')
+    model = distiller(teacher, dict(SKD, loss_fit=dict(
+        type='FitNetsLoss', student='s_mid', teacher='t_mid', schedule=dict(warmup_iters=1))),
+        freeze_student=dict(modules=['backbone'], iters=1),
+        connectors=dict(s_mid=dict(type='ConvBNConnector', in_channels=16, out_channels=32)))
+    model['taps'].update(s_mid='student:backbone[2]', t_mid='teacher:backbone[2]')
+    cfg_file = write_config(
+        str(tmp_path / 'ddp.py'), tiny_camvid, work, model, extra=HOOKS + ADV_OPTIM +
+        "model_wrapper_cfg = dict(type='DistillerDataParallel', find_unused_parameters=False)\n")
+    proc, _ = run_torchrun(cfg_file)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert osp.isfile(osp.join(work, 'student_latest.pth'))
     logs = glob.glob(osp.join(work, '*', '*.log'))
     text = open(logs[0]).read()
-    assert 'loss_hkd.critic' in text and 'loss_pi' in text
-    assert 'find_unused_parameters' not in text or 'find_unused_parameters=True' not in text
+    assert 'loss_hkd.critic' in text and 'loss_pi' in text and 'loss_fit' in text
+    assert 'find_unused_parameters=False' in text  # the run really used it
+
+
+NAN_LOSS = """
+import os
+
+import torch
+import torch.nn as nn
+from mmengine.registry import MODELS
+
+
+@MODELS.register_module()
+class _NaNOnRank1(nn.Module):
+    extra_inputs = ()
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, student, teacher, **extra):
+        self.calls += 1
+        loss = ((student - teacher.detach()) ** 2).mean()
+        if int(os.environ.get('RANK', 0)) == 1 and self.calls >= 2:  # rank 1, iteration 2
+            loss = loss * float('nan')
+        return loss
+"""
+
+
+@needs_torchrun
+def test_ddp_non_finite_loss_on_one_rank_stops_every_rank(tiny_camvid, teacher, tmp_path):
+    """A NaN loss on rank 1 only: NonFiniteLossHook raises there; rank 0 (finite loss) stops at
+    its next collective or is terminated by torchrun's agent; the job exits non-zero at once."""
+    (tmp_path / 'nan_on_rank1.py').write_text(NAN_LOSS)
+    work = str(tmp_path / 'work')
+    model = distiller(teacher, dict(loss_nan=dict(type='_NaNOnRank1', student='s_logits',
+                                                  teacher='t_logits')))
+    cfg_file = write_config(
+        str(tmp_path / 'nan.py'), tiny_camvid, work, model, max_iters=6, extra=HOOKS +
+        "custom_imports = dict(imports=['rtkd', 'nan_on_rank1'], allow_failed_imports=False)\n")
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get('PYTHONPATH')) if p)
+    proc, seconds = run_torchrun(cfg_file, env=dict(PYTHONPATH=path), timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert re.search(r'FloatingPointError: non-finite loss at iteration 2: loss_nan=nan', out), \
+        out[-3000:]
+    assert not glob.glob(osp.join(work, 'iter_4.pth'))  # nobody trained on
+    # rank 0's own loss was finite, but it must not write the diverged iteration's checkpoint
+    assert not osp.isfile(osp.join(work, 'iter_2.pth')), 'rank 0 wrote a NaN checkpoint'
+    print(f'2-process run with a NaN on rank 1 stopped after {seconds:.1f} s')

@@ -16,10 +16,23 @@ Recipe (an mmseg example; detectors/classifiers work the same way)::
 
 Training step: the student computes its own task losses with its own ``loss()`` (logged under
 their usual names, e.g. ``decode.loss_ce``) while forward hooks record the student taps; the
-teacher (eval mode, no_grad, frozen, cut short once all its taps fired) runs on the same
-preprocessed batch; each distillation loss gets its two taps (after the connectors) and its
-extra inputs, and its output is multiplied by its schedule factor. ``predict``/``tensor`` modes run
-the student only, so validation and testing measure the student and never run the teacher.
+teacher (eval mode, no_grad, frozen, cut short once the selected call of every teacher tap fired)
+runs on the same batch, re-normalised to what its own data preprocessor would make of the raw
+image; each distillation loss gets its two taps (after the connectors) and its extra inputs, and
+its output is multiplied by its schedule factor. ``predict``/``tensor`` modes run the student
+only, so validation and testing measure the student and never run the teacher.
+
+Non-finite losses: the distiller does not check its losses (a check per loss is a device
+synchronisation per loss per iteration); ``NonFiniteLossHook`` (a default hook of
+``configs/_base_/default_runtime.py`` and of every recipe) checks every logged loss once per step:
+task losses, distillation losses and the critics' ``<loss name>.critic`` (loss names must contain
+``'loss'``, so critic names do too). Under DDP the rank whose loss is non-finite raises;
+``torchrun`` then terminates the other ranks (a rank waiting in a collective fails with a gloo /
+NCCL connection error first), so the job stops with a non-zero exit code. The other ranks'
+losses of that iteration may be finite, so rank 0 can write that iteration's checkpoint first.
+
+``copy.deepcopy`` (EMA/SWA wrappers) copies the student side and shares the teacher, its taps
+and the teacher cache; the copy's student taps record into the copy.
 
 The teacher is kept out of ``self._modules``: it is not in ``state_dict()`` (checkpoints hold the
 student, connectors and discriminators), not seen by DDP and not switched to train mode by the
@@ -27,6 +40,7 @@ Runner. Taps, losses and connectors are validated when the distiller is built.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any, Dict, List, Optional, Union
 
@@ -40,24 +54,63 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from .builder import build_network
+from .checkpoint_checks import check_checkpoint_match
 from .connectors import build_connector
 from .schedules import build_schedule
 from .taps import TapSet, TapSpec, TeacherDone, resolve_module
+from .teacher_cache import TeacherCache, file_sha256, text_digest
 
 _SPECIAL_INPUTS = ('inputs', 'data_samples')
 
 
-def _bgr_to_rgb(preprocessor: nn.Module) -> bool:
+def _bgr_to_rgb(preprocessor: Optional[nn.Module]) -> bool:
     """Whether a data preprocessor flips channel order.
 
     The flag has a different name in each toolbox: mmseg ``channel_conversion``, mmengine's
     ``ImgDataPreprocessor`` (mmdet) ``_channel_conversion``, mmpretrain ``to_rgb``.
+
+    Args:
+        preprocessor (nn.Module | None): a data preprocessor (None: no conversion).
+
+    Returns:
+        bool: True when it converts BGR to RGB.
     """
     for name in ('channel_conversion', '_channel_conversion', 'to_rgb'):
         if hasattr(preprocessor, name):
             return bool(getattr(preprocessor, name))
     return False
-_MAP_KEYS = ('student', 'teacher', 'schedule')
+
+
+class TeacherNotBuilt(RuntimeError):
+    """The teacher is not built because its targets come from a teacher cache."""
+
+
+def teacher_identity(spec: dict) -> dict:
+    """What identifies a teacher in a cache manifest: model config digest, checkpoint hash.
+
+    Args:
+        spec (dict): the teacher spec (``config`` or ``model``, ``checkpoint``, ``cfg_options``).
+
+    Returns:
+        dict: ``teacher_config`` (digest of the built model config) and
+        ``teacher_checkpoint_sha256`` (None when the checkpoint is not a local file).
+    """
+    from .builder import load_config, normalize_spec, resolve_config_path
+    spec = normalize_spec(dict(spec), 'teacher')
+    if 'config' in spec:
+        cfg = load_config(resolve_config_path(spec['config'], 'teacher config'))
+        if spec.get('cfg_options'):
+            cfg.merge_from_dict(dict(spec['cfg_options']))
+        model = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
+    else:
+        model = dict(spec['model'])
+    ckpt = spec.get('checkpoint')
+    sha = None
+    if ckpt is not None and '://' not in str(ckpt):
+        from .builder import resolve_checkpoint_path
+        sha = file_sha256(resolve_checkpoint_path(ckpt, 'teacher'))
+    return dict(teacher_config=text_digest(model), teacher_checkpoint_sha256=sha,
+                teacher_checkpoint=None if ckpt is None else str(ckpt))
 
 
 @MODELS.register_module()
@@ -70,9 +123,13 @@ class Distiller(BaseModel):
             ``checkpoint`` initialises the student (loaded after ``init_weights``).
         teacher (str | dict): teacher spec, same forms; ``checkpoint`` (local path or URL,
             loaded on CPU) is required (pass ``checkpoint=None`` explicitly to distil from a
-            randomly initialised teacher).
-        taps (dict[str, str]): tap name -> ``'<student|teacher>:<dotted.module>[#in|#out][i]'``
-            (see :mod:`rtkd.distill.taps`).
+            randomly initialised teacher). ``cache=dict(dir=DIR)`` reads the teacher taps from
+            a teacher-output cache (:mod:`rtkd.distill.teacher_cache`) instead of building
+            and running the teacher.
+        taps (dict[str, str]): tap name ->
+            ``'<student|teacher>:<dotted.module>[@<call>|@*][#in|#out][i]'`` (``@<call>`` picks
+            one call of a module that runs several times per forward, ``@*`` all of them; see
+            :mod:`rtkd.distill.taps`).
         losses (dict[str, dict]): loss name (must contain ``'loss'``) -> loss config with the
             extra keys ``student`` / ``teacher`` (tap names), optional ``schedule`` (see
             :class:`~rtkd.distill.schedules.LossSchedule`) and, for each name in the loss class's
@@ -84,7 +141,8 @@ class Distiller(BaseModel):
             iterations.
         teacher_mode (str): mode used to run the teacher (``'tensor'``: backbone + heads
             without post-processing or losses).
-        teacher_early_stop (bool): stop the teacher forward once all its taps fired.
+        teacher_early_stop (bool): stop the teacher forward once the selected call of every
+            teacher tap fired (the first forward runs to its end to count calls).
         data_preprocessor (dict | None): defaults to the student's own data preprocessor.
         init_cfg (dict | None): mmengine init config for the distiller.
     """
@@ -119,23 +177,31 @@ class Distiller(BaseModel):
         teacher_spec = dict(teacher) if isinstance(teacher, dict) else dict(config=teacher)
         if isinstance(teacher, dict) and 'type' in teacher:
             teacher_spec = dict(model=dict(teacher))
+        cache_cfg = teacher_spec.pop('cache', None)
         if 'checkpoint' not in teacher_spec:
             raise ValueError('teacher needs weights: give teacher=dict(config=..., '
                              "checkpoint='<path or URL>') (or checkpoint=None on purpose).")
-        t_model, t_ckpt, self.teacher_scope = build_network(teacher_spec, 'teacher')
-        self._teacher: List[nn.Module] = [self._prepare_teacher(t_model, t_ckpt)]
+        self._teacher_spec = teacher_spec
         self.teacher_mode = teacher_mode
-        self._teacher_norm = self._teacher_input_transform()
+        self.teacher_cache: Optional[TeacherCache] = None
+        self._teacher: List[nn.Module] = []
+        self._teacher_norm = None
+        self.teacher_scope = None
+        if cache_cfg is None:
+            self._teacher = [self._build_teacher()]
+            self._teacher_norm = self._teacher_input_transform()
 
         # --- taps -----------------------------------------------------------------------
         self.tap_specs: Dict[str, TapSpec] = {n: TapSpec.parse(n, t) for n, t in taps.items()}
         by_side = {s: [sp for sp in self.tap_specs.values() if sp.side == s]
                    for s in ('student', 'teacher')}
-        self._taps = {
-            'student': TapSet(self.student, by_side['student'], 'student'),
-            'teacher': TapSet(self.teacher, by_side['teacher'], 'teacher',
-                              stop_when_done=teacher_early_stop),
-        }
+        self._teacher_specs = by_side['teacher']
+        self._taps = {'student': TapSet(self.student, by_side['student'], 'student')}
+        if self._teacher:
+            self._taps['teacher'] = TapSet(self.teacher, by_side['teacher'], 'teacher',
+                                           stop_when_done=teacher_early_stop)
+        else:
+            self.teacher_cache = self._open_cache(cache_cfg, by_side['teacher'])
 
         # --- losses -----------------------------------------------------------------------
         self.losses = nn.ModuleDict()
@@ -185,7 +251,14 @@ class Distiller(BaseModel):
 
         for loss in self.losses.values():
             if hasattr(loss, 'setup'):
-                loss.setup(self)
+                try:
+                    loss.setup(self)
+                except TeacherNotBuilt:  # e.g. OFD reads a teacher BN: build it for setup only
+                    self._teacher = [self._build_teacher()]
+                    try:
+                        loss.setup(self)
+                    finally:
+                        self._teacher = []
         # Discriminators are trained by their own step (gradients all-reduced there), never
         # through the student's backward: keep them out of DDP's gradient bookkeeping.
         self._ddp_params_and_buffers_to_ignore = [
@@ -196,6 +269,36 @@ class Distiller(BaseModel):
     # ------------------------------------------------------------------------------------
     # construction helpers
     # ------------------------------------------------------------------------------------
+    def _build_teacher(self) -> nn.Module:
+        # the teacher's construction must not draw from the global RNG: a run with a teacher
+        # cache (teacher not built) then initialises its student exactly like a live run
+        with torch.random.fork_rng(devices=[]):
+            t_model, t_ckpt, self.teacher_scope = build_network(self._teacher_spec, 'teacher')
+        return self._prepare_teacher(t_model, t_ckpt)
+
+    def _open_cache(self, cache_cfg, specs: List[TapSpec]) -> TeacherCache:
+        """Open a teacher cache and check that it belongs to this teacher and these taps."""
+        if isinstance(cache_cfg, str):
+            cache_cfg = dict(dir=cache_cfg)
+        if not isinstance(cache_cfg, dict) or 'dir' not in cache_cfg:
+            raise ValueError("teacher cache must be cache=dict(dir='<folder made by "
+                             "tools/distill/cache_teacher.py>').")
+        unknown = set(cache_cfg) - {'dir', 'check_teacher'}
+        if unknown:
+            raise ValueError(f'teacher cache: unknown keys {sorted(unknown)}; use '
+                             'cache=dict(dir=..., check_teacher=True).')
+        if not specs:
+            raise ValueError('teacher cache given but no teacher taps: remove cache=... .')
+        expected = dict(taps={sp.name: sp.text for sp in specs})
+        if cache_cfg.get('check_teacher', True):
+            ident = teacher_identity(self._teacher_spec)
+            expected.update(teacher_config=ident['teacher_config'],
+                            teacher_checkpoint_sha256=ident['teacher_checkpoint_sha256'])
+        cache = TeacherCache(cache_cfg['dir'], expected)
+        print_log(f"teacher: {cache.mode} teacher cache {cache.folder} (teacher not built; "
+                  f"taps {', '.join(expected['taps'])})", logger='current')
+        return cache
+
     @staticmethod
     def _prepare_teacher(model: nn.Module, ckpt: Optional[str]) -> nn.Module:
         from mmengine.model import revert_sync_batchnorm
@@ -211,16 +314,9 @@ class Distiller(BaseModel):
                     f'cannot download the teacher checkpoint {ckpt!r} ({e}); download it where '
                     'there is network and set teacher.checkpoint to the local file.') from e
             sd = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else {}
-            have = {k[7:] if k.startswith('module.') else k for k in sd}
-            want = set(model.state_dict())
-            if want and not (want & have):
-                raise ValueError(f'teacher checkpoint {ckpt!r} holds none of the teacher '
-                                 f"model's weights; check that it belongs to the teacher config.")
-            missing = sorted(want - have)
-            if missing:
-                print_log(f'teacher checkpoint lacks {len(missing)} of {len(want)} entries '
-                          f'(e.g. {missing[:3]}); they keep their initial values.',
-                          logger='current', level=logging.WARNING)
+            # every teacher weight except training-only heads must come from the checkpoint
+            check_checkpoint_match(model.state_dict().keys(), sd.keys(),
+                                   f'teacher checkpoint {ckpt!r}')
         else:
             print_log('teacher checkpoint=None: distilling from a randomly initialised teacher.',
                       logger='current', level=logging.WARNING)
@@ -246,17 +342,42 @@ class Distiller(BaseModel):
         self._load_student_checkpoint()
 
     def _teacher_input_transform(self) -> Optional[tuple]:
-        """Re-normalise student inputs for a teacher with another mean/std or channel order."""
-        sp = self.data_preprocessor
-        tp = getattr(self.teacher, 'data_preprocessor', None)
-        if tp is None or not getattr(sp, '_enable_normalize', False) or \
-                not getattr(tp, '_enable_normalize', False):
-            return None
-        flip = _bgr_to_rgb(sp) != _bgr_to_rgb(tp)
-        same = torch.equal(sp.mean, tp.mean) and torch.equal(sp.std, tp.std)
+        """Re-normalise student inputs for a teacher with another normalisation or channel order.
+
+        A preprocessor without normalisation (``_enable_normalize`` False, e.g. a teacher that
+        expects raw pixels) counts as mean 0 / std 1; the channel order is flipped when exactly
+        one side converts BGR to RGB (:func:`_bgr_to_rgb`).
+
+        Returns:
+            tuple | None: ``(s_mean, s_std, t_mean, t_std, flip)`` for
+            :meth:`_teacher_inputs`, or None when the teacher takes the student's tensor as is.
+        """
+        pres = (self.data_preprocessor, getattr(self.teacher, 'data_preprocessor', None))
+        sides = []
+        for pre in pres:
+            if pre is not None and getattr(pre, '_enable_normalize', False):
+                sides.append((pre.mean.detach().clone().float(),
+                              pre.std.detach().clone().float()))
+            else:  # raw pixels
+                sides.append((torch.zeros(1, 1, 1), torch.ones(1, 1, 1)))
+        (s_mean, s_std), (t_mean, t_std) = sides
+        flip = _bgr_to_rgb(pres[0]) != _bgr_to_rgb(pres[1])
+        same = all(a.shape == b.shape and torch.equal(a, b)
+                   for a, b in ((s_mean, t_mean), (s_std, t_std)))
         if same and not flip:
             return None
-        return (sp.mean.clone(), sp.std.clone(), tp.mean.clone(), tp.std.clone(), flip)
+        return (s_mean, s_std, t_mean, t_std, flip)
+
+    def _teacher_inputs(self, inputs: Tensor) -> Tensor:
+        """The teacher's view of a student-preprocessed batch (see _teacher_input_transform)."""
+        if self._teacher_norm is None:
+            return inputs
+        s_mean, s_std, t_mean, t_std, flip = (t.to(inputs.device) if torch.is_tensor(t) else t
+                                              for t in self._teacher_norm)
+        x = inputs * s_std + s_mean  # the image as loaded, in the student's channel order
+        if flip and x.dim() == 4 and x.shape[1] == 3:
+            x = x.flip(1)
+        return (x - t_mean) / t_std
 
     def _add_loss(self, name: str, cfg: dict) -> None:
         if 'loss' not in name or '.' in name:
@@ -300,6 +421,11 @@ class Distiller(BaseModel):
     @property
     def teacher(self) -> nn.Module:
         """The frozen teacher (not a registered submodule)."""
+        if not self._teacher:
+            raise TeacherNotBuilt(
+                'the teacher is not built: its targets come from the teacher cache '
+                f'{self.teacher_cache.folder if self.teacher_cache else "?"!r}; remove '
+                'teacher.cache to use the live teacher.')
         return self._teacher[0]
 
     @property
@@ -325,12 +451,37 @@ class Distiller(BaseModel):
     def train(self, mode: bool = True) -> 'Distiller':
         """Switch the student (and connectors, losses); the teacher always stays in eval."""
         super().train(mode)
-        self.teacher.eval()
+        if self._teacher:
+            self.teacher.eval()
         return self
+
+    def __deepcopy__(self, memo: dict) -> 'Distiller':
+        """Copy the student side (EMA/SWA wrappers deep-copy the model); share the teacher.
+
+        The frozen teacher, its taps and the teacher cache are shared with the copy, not
+        copied. The student taps' hooks are callable objects that hold their TapSet (see
+        :mod:`rtkd.distill.taps`), so the copy's student modules record into the copy's own.
+
+        Args:
+            memo (dict): ``copy.deepcopy``'s memo.
+
+        Returns:
+            Distiller: the copy.
+        """
+        shared = list(self.__dict__.get('_teacher') or [])
+        shared += [self.__dict__.get('_taps', {}).get('teacher'),
+                   self.__dict__.get('teacher_cache')]
+        for obj in shared:
+            if obj is not None:
+                memo[id(obj)] = obj
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return new
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        if '_teacher' not in self.__dict__:  # called during construction
+        if not self.__dict__.get('_teacher'):  # during construction, or a cached teacher
             return self
         self.teacher._apply(fn, *args, **kwargs)  # follow the student's device/dtype
         if getattr(self, '_teacher_norm', None) is not None:
@@ -383,14 +534,7 @@ class Distiller(BaseModel):
         p = next(teacher.parameters(), None)
         if p is not None and p.device != inputs.device:
             teacher.to(inputs.device)
-        x = inputs
-        if self._teacher_norm is not None:
-            s_mean, s_std, t_mean, t_std, flip = (t.to(x.device) if torch.is_tensor(t) else t
-                                                  for t in self._teacher_norm)
-            x = x * s_std + s_mean
-            if flip:
-                x = x.flip(1)
-            x = (x - t_mean) / t_std
+        x = self._teacher_inputs(inputs)
         tapset = self._taps['teacher']
         with torch.no_grad(), tapset.recording() as rec:
             try:
@@ -398,6 +542,33 @@ class Distiller(BaseModel):
             except TeacherDone:
                 pass
         return dict(rec)
+
+    def teacher_targets(self, inputs: Tensor, data_samples, iteration: int) -> dict:
+        """The teacher taps for a batch: from the live teacher or from the teacher cache.
+
+        Args:
+            inputs (Tensor): the preprocessed batch (student normalisation).
+            data_samples (list): its data samples (the cache reads their geometry meta).
+            iteration (int): training iteration (the exact cache's key).
+
+        Returns:
+            dict[str, Tensor]: teacher tap name -> value.
+        """
+        if self.teacher_cache is None:
+            rec = self._run_teacher(inputs, data_samples)
+            self._check_fired('teacher', rec)
+            return rec
+        names = [sp.name for sp in self._teacher_specs]
+        if self.teacher_cache.mode == 'exact':
+            from mmengine.dist import get_rank
+            if self.training and not getattr(self, '_cache_length_checked', False):
+                # fail on the first step, not after hours, when the run is longer than the cache
+                self.teacher_cache.check_length(
+                    MessageHub.get_current_instance().get_info('max_iters'))
+                self._cache_length_checked = True
+            return self.teacher_cache.exact(names, iteration, get_rank(), inputs, data_samples)
+        return self.teacher_cache.geometric(names, data_samples, tuple(inputs.shape[-2:]),
+                                            inputs.device)
 
     def _check_fired(self, side: str, rec: dict) -> None:
         missing = [sp for sp in self._taps[side].specs if sp.name not in rec]
@@ -453,9 +624,8 @@ class Distiller(BaseModel):
         t_rec = {}
         if active:
             self._check_fired('student', s_rec)
-            if self._taps['teacher'].specs:  # student-only taps (self-distillation): no teacher
-                t_rec = self._run_teacher(inputs, data_samples)
-                self._check_fired('teacher', t_rec)
+            if self._teacher_specs:  # student-only taps (self-distillation): no teacher
+                t_rec = self.teacher_targets(inputs, data_samples, it)
         raw = {**s_rec, **t_rec}
         connected: Dict[str, Tensor] = {}
 
@@ -487,13 +657,9 @@ class Distiller(BaseModel):
                     raise ValueError(self._shape_error(name, m['student'], m['teacher'], s, t)
                                      + f' ({type(loss_mod).__name__} said: {e})') from e
                 raise
-            val = val * factors[name]
-            if not bool(torch.isfinite(val.detach()).all()):
-                raise FloatingPointError(
-                    f'distillation loss {name!r} is {val.detach().flatten()[0].item()} at '
-                    f'iteration {it}; lower its loss_weight/temperature or the learning rate, or '
-                    f'check its taps.')
-            losses[name] = val
+            # no finiteness check here (a device sync per loss): NonFiniteLossHook checks
+            # every logged loss, critics included, once per step (module docstring)
+            losses[name] = val * factors[name]
             if name in self.adversarial_losses:
                 self._adv_cache[name] = (
                     s.detach(), t.detach(),
@@ -534,6 +700,9 @@ class Distiller(BaseModel):
             raise ValueError(f'losses {adv} train a discriminator: set optim_wrapper=dict('
                              f"constructor='DistillOptimWrapperConstructor', student=dict(...), "
                              f'discriminator=dict(...)).')
+        if adv:
+            self._sync_discriminators()  # before their first use, the generator loss
+        critic_params = self._discriminator_params()
         self._in_train_step = True
         try:
             with s_ow.optim_context(caller):
@@ -542,7 +711,14 @@ class Distiller(BaseModel):
         finally:
             self._in_train_step = False
         parsed, log_vars = self.parse_losses(losses)
+        # the student's backward must neither add to nor drop the critics' (accumulated)
+        # gradients: set them aside and put them back afterwards
+        critic_grads = [p.grad for p in critic_params]
+        for p in critic_params:
+            p.grad = None
         s_ow.backward(s_ow.scale_loss(parsed))
+        for p, g in zip(critic_params, critic_grads):
+            p.grad = g
         if s_ow.should_update():
             if self._frozen_now:
                 for p in self._frozen_params():
@@ -553,16 +729,43 @@ class Distiller(BaseModel):
             log_vars.update(self._discriminator_step(d_ow))
         return log_vars
 
+    @staticmethod
+    def _distributed() -> bool:
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+    def _discriminator_params(self) -> List[nn.Parameter]:
+        return [p for name in self.adversarial_losses
+                for p in self.losses[name].discriminator.parameters()]
+
+    def _sync_discriminators(self) -> None:
+        """Broadcast the critics from rank 0 once, before their first use.
+
+        DDP broadcasts the registered parameters when it wraps the model but skips the ignored
+        ones (``_ddp_params_and_buffers_to_ignore``: the critics), so ranks would otherwise
+        start from their own random critics. Called at the start of the first ``train_step``
+        (after any resume), i.e. before the first generator loss and the first critic step.
+        """
+        if self._disc_synced or not self._distributed():
+            return
+        for name in self.adversarial_losses:
+            disc = self.losses[name].discriminator
+            for t in list(disc.parameters()) + list(disc.buffers()):
+                dist.broadcast(t.data, src=0)
+        self._disc_synced = True
+
     def _discriminator_step(self, d_ow: OptimWrapper) -> Dict[str, Tensor]:
-        distributed = dist.is_available() and dist.is_initialized() and \
-            dist.get_world_size() > 1
-        if distributed and not self._disc_synced:  # DDP does not broadcast ignored params
-            for name in self.adversarial_losses:
-                disc = self.losses[name].discriminator
-                for t in list(disc.parameters()) + list(disc.buffers()):
-                    dist.broadcast(t.data, src=0)
-            self._disc_synced = True
-        d_ow.zero_grad()  # drop any gradient the student step left on the critics
+        """Critic loss and backward; an update only when ``d_ow.should_update()``.
+
+        Honours gradient accumulation (``accumulative_counts`` of the discriminator wrapper):
+        the loss is scaled by ``d_ow.scale_loss``, gradients accumulate over the micro-steps and
+        are averaged over the ranks once, before the update.
+
+        Args:
+            d_ow (OptimWrapper): the discriminator's optim wrapper.
+
+        Returns:
+            dict[str, Tensor]: ``'<loss name>.critic'`` -> critic loss (detached).
+        """
         if not self._adv_cache:
             return {}
         logs, total = {}, None
@@ -570,15 +773,15 @@ class Distiller(BaseModel):
             d_loss = self.losses[name].discriminator_loss(s, t, **extras)
             logs[f'{name}.critic'] = d_loss.detach()
             total = d_loss if total is None else total + d_loss
-        d_ow.backward(total)
-        if distributed:
-            world = dist.get_world_size()
-            for name in self._adv_cache:
-                for p in self.losses[name].discriminator.parameters():
+        self._adv_cache = {}
+        d_ow.backward(d_ow.scale_loss(total))
+        if d_ow.should_update():
+            if self._distributed():
+                world = dist.get_world_size()
+                for p in self._discriminator_params():
                     if p.grad is not None:
                         dist.all_reduce(p.grad)
                         p.grad.div_(world)
-        d_ow.step()
-        d_ow.zero_grad()
-        self._adv_cache = {}
+            d_ow.step()
+            d_ow.zero_grad()
         return logs

@@ -7,7 +7,19 @@ goes through DDP (gradients are all-reduced) while the distiller controls the up
 recipes (one optimizer, no freezing) also work with the stock ``MMDistributedDataParallel``.
 
 Config: ``model_wrapper_cfg = dict(type='DistillerDataParallel')`` (on CPU ``tools/train.py``
-adds ``device_ids=None``).
+adds ``device_ids=None``). ``find_unused_parameters`` can stay False (DDP's default): a loss
+switched off by its schedule still touches its parameters and connectors (a zero term), and the
+critics are kept out of DDP (``_ddp_params_and_buffers_to_ignore``; broadcast from rank 0 at the
+first step, gradients averaged in the critic step).
+
+Non-finite losses under DDP: ``NonFiniteLossHook`` raises on the rank(s) whose logged loss is
+NaN/inf; ``torchrun`` sees that worker fail and terminates the others (SIGTERM; a rank blocked in
+a collective may fail first with a gloo/NCCL "connection closed" error), so the job exits
+non-zero within seconds instead of waiting for a collective timeout. The ranks do not agree
+first: a rank whose own losses were finite runs its after-iteration hooks for that iteration
+(rank 0 can write that iteration's checkpoint, with weights already updated by the all-reduced
+non-finite gradients). Launchers without such an agent (plain ``mp.spawn``, some cluster
+schedulers) leave the other ranks blocked until the collective timeout.
 """
 from __future__ import annotations
 

@@ -10,7 +10,11 @@ medians after one warm-up:
       taps, distillation losses, backward, optimizer step),
   (b) one plain student ``train_step`` (own loss, backward, step),
   (c) one full teacher forward under ``no_grad`` in ``tensor`` mode,
-and prints ``ratio = a / (b + c)`` (the acceptance bound is 1.10). Peak memory of a step (a) and
+and prints ``ratio = a / (b + c)`` (the acceptance bound is 1.10). With ``--teacher-cache DIR``
+(a geometric cache made by ``tools/distill/cache_teacher.py``) it also times
+  (d) one ``Distiller.train_step`` of the same recipe reading its teacher taps from ``DIR``
+      (the teacher is not built),
+and prints ``cached / student = d / b`` (the teacher cache's target is <= 1.15). Peak memory of a step (a) and
 of a step (b) is read from the kernel's resident-set high-water mark (``VmHWM``), reset before
 each step through ``/proc/self/clear_refs``: the peak during the step, and its rise over the
 resident memory before it (activations and gradients; the teacher's weights are resident in both).
@@ -60,7 +64,7 @@ def real_batch(cfg, batch: int, crop) -> dict:
     dl_cfg.persistent_workers = False
     if crop:
         for t in dl_cfg.dataset.get('pipeline', []):
-            if t.get('type') == 'RandomCrop':
+            if t.get('type') in ('RandomCrop', 'RecordedRandomCrop'):
                 t['crop_size'] = tuple(crop)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmseg')):
         loader = Runner.build_dataloader(dl_cfg, seed=0)
@@ -93,11 +97,17 @@ def step_peak_mb(fn) -> tuple:
     return peak / 1024, (peak - before) / 1024
 
 
-def build(cfg, args):
+def build(cfg, args, cache_dir=None):
     """Build the distiller (student and teacher inside) in the config's scope."""
     from mmengine.registry import MODELS, DefaultScope
     model_cfg = copy.deepcopy(cfg.model)
-    if args.random_teacher:
+    teacher = dict(model_cfg.teacher) if isinstance(model_cfg.teacher, dict) \
+        else dict(config=model_cfg.teacher)
+    teacher.pop('cache', None)
+    if cache_dir:
+        teacher['cache'] = dict(dir=cache_dir)
+    model_cfg.teacher = teacher
+    if args.random_teacher and not cache_dir:
         model_cfg.teacher = dict(model_cfg.teacher, checkpoint=None)
     if args.crop and model_cfg.get('type') == 'Distiller':
         student = model_cfg.student
@@ -123,6 +133,8 @@ def main(argv=None) -> dict:
     p.add_argument('--repeats', type=int, default=7)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--random-teacher', action='store_true')
+    p.add_argument('--teacher-cache', default=None,
+                   help='also time the recipe with its teacher read from this geometric cache')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -138,6 +150,11 @@ def main(argv=None) -> dict:
             else fake_det_batch(args.batch, args.size))
     d_ow = OptimWrapper(torch.optim.SGD(distiller.parameters(), lr=1e-6))
     s_ow = OptimWrapper(torch.optim.SGD(student.parameters(), lr=1e-6))
+    cached = None
+    if args.teacher_cache:
+        cached = build(cfg, args, cache_dir=args.teacher_cache)
+        cached.load_state_dict(distiller.state_dict())  # the same student and connectors
+        c_ow = OptimWrapper(torch.optim.SGD(cached.parameters(), lr=1e-6))
 
     def distill_step():
         distiller.train_step(copy.deepcopy(data), d_ow)
@@ -151,6 +168,8 @@ def main(argv=None) -> dict:
             teacher(batch['inputs'], batch['data_samples'], mode='tensor')
 
     fns = dict(distill=distill_step, student=student_step, teacher=teacher_forward)
+    if cached is not None:
+        fns['cached'] = lambda: cached.train_step(copy.deepcopy(data), c_ow)
     for fn in fns.values():
         fn()  # warm-up
     times = {k: [] for k in fns}
@@ -162,7 +181,7 @@ def main(argv=None) -> dict:
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med['distill'] / (med['student'] + med['teacher'])
 
-    peaks = {k: step_peak_mb(fns[k]) for k in ('student', 'distill')}
+    peaks = {k: step_peak_mb(fns[k]) for k in ('student', 'distill', 'cached') if k in fns}
 
     shape = (f'{args.batch}x3x{args.crop[0]}x{args.crop[1]}' if args.crop and args.data == 'real'
              else f'{args.batch}x3x{args.size}x{args.size}' if args.data == 'fake-det'
@@ -176,7 +195,15 @@ def main(argv=None) -> dict:
     print(f"peak RSS during a step: distillation {peaks['distill'][0]:.0f} MB "
           f"(+{peaks['distill'][1]:.0f} MB over before it) | student alone "
           f"{peaks['student'][0]:.0f} MB (+{peaks['student'][1]:.0f} MB)")
-    return dict(**med, ratio=ratio, peak_distill_mb=peaks['distill'][0],
+    extra = {}
+    if cached is not None:
+        extra = dict(cached_ratio=med['cached'] / med['student'],
+                     peak_cached_mb=peaks['cached'][0], rise_cached_mb=peaks['cached'][1])
+        print(f"cached-teacher distill step {med['cached']:.3f} s | cached / student = "
+              f"{extra['cached_ratio']:.3f} (target 1.15) | live distill / student = "
+              f"{med['distill'] / med['student']:.3f} | peak RSS cached step "
+              f"{peaks['cached'][0]:.0f} MB (+{peaks['cached'][1]:.0f} MB)")
+    return dict(**med, **extra, ratio=ratio, peak_distill_mb=peaks['distill'][0],
                 rise_distill_mb=peaks['distill'][1], peak_student_mb=peaks['student'][0],
                 rise_student_mb=peaks['student'][1])
 

@@ -3,14 +3,18 @@
 dataset_type = 'CamVidDataset'
 data_root = 'data/camvid'
 crop_size = (360, 480)  # (h, w)
+# mmseg's PackSegInputs meta keys plus the crop box RecordedRandomCrop records (the teacher-output
+# cache replays each sample's resize / crop / flip; RecordedRandomCrop crops like RandomCrop).
+geometry_meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape',
+                      'scale_factor', 'flip', 'flip_direction', 'reduce_zero_label', 'crop_bbox')
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
     dict(type='RandomResize', scale=(480, 360), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RecordedRandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
+    dict(type='PackSegInputs', meta_keys=geometry_meta_keys),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
