@@ -19,8 +19,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 METHODS = ('cwd', 'skd', 'ofd', 'nfd')
 RECIPES = sorted(p for m in METHODS for p in glob.glob(osp.join(ROOT, f'configs/distill/seg/{m}/*.py')))
 NAME = re.compile(r'^(?P<method>[a-z0-9-]+)_(?P<where>[a-z0-9-]+)_(?P<teacher>[a-z0-9-]+)_'
-                  r'(?P<student>[a-z0-9-]+)_(?P<sched>\d+k)_(?P<data>camvid|cityscapes)-'
-                  r'\d+x\d+\.py$')
+                  r'(?P<student>[a-z0-9-]+)_(?P<sched>(?:\d+xb\d+-)?\d+k)_(?P<data>camvid|cityscapes)-'
+                  r'\d+x\d+(?:_[a-z0-9-]+)?\.py$')
 TEACHER = osp.join(ROOT, '..', 'shared', 'teachers', 'bisenetv2_camvid-240x320.pth')
 
 

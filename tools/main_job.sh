@@ -44,14 +44,15 @@ for run in baseline cwd; do
     || { tail -20 "$WORK_DIR/$run/test.log"; exit 1; }
 done
 python - "$WORK_DIR" <<'PY'
-import re, sys
+# mim test's metrics as mmengine writes them: <work_dir>/<timestamp>/<timestamp>.json
+import glob, json, os.path as osp, sys
 wd = sys.argv[1]
 res = {}
 for run in ('baseline', 'cwd'):
-    m = re.findall(r'mIoU: ([0-9.]+)', open(f'{wd}/{run}/test.log').read())
-    if not m:
-        sys.exit(f'[main_job] no mIoU in {wd}/{run}/test.log')
-    res[run] = float(m[-1])
+    files = sorted(glob.glob(osp.join(wd, run, 'test', '*', '*.json')), key=osp.getmtime)
+    if not files:
+        sys.exit(f'[main_job] no metrics file under {wd}/{run}/test/ (see {wd}/{run}/test.log)')
+    res[run] = float(json.load(open(files[-1]))['mIoU'])
 print(f"[main_job] CamVid test mIoU - Fast-SCNN baseline: {res['baseline']:.2f}  "
       f"Fast-SCNN + CWD from the teacher: {res['cwd']:.2f}  "
       f"(difference {res['cwd'] - res['baseline']:+.2f})")

@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from rtkd.analysis.progress import run_with_progress
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -66,17 +68,22 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
     h, w = args.crop
     it = args.iters
     warmup = max(1, min(args.warmup, it // 5))
+    sched = (f'[dict(type="LinearLR", start_factor=0.1, begin=0, end={warmup}, by_epoch=False), '
+             f'dict(type="PolyLR", eta_min=1e-4, power=0.9, begin={warmup}, end={it}, '
+             'by_epoch=False)]')
     lines = [
         f'_base_ = [{osp.abspath(cfg_path)!r}]',
         f'train_cfg = dict(max_iters={it}, val_interval={it})',
         f'default_hooks = dict(checkpoint=dict(interval={it}), logger=dict(interval=20))',
-        'param_scheduler = [',
-        f'    dict(type="LinearLR", start_factor=0.1, begin=0, end={warmup}, by_epoch=False),',
-        f'    dict(type="PolyLR", eta_min=1e-4, power=0.9, begin={warmup}, end={it}, '
-        'by_epoch=False)]',
     ]
+    if isinstance(cfg.get('param_scheduler'), dict):  # one schedule per optimizer (SKD critic)
+        others = {k: v for k, v in cfg.param_scheduler.to_dict().items() if k != 'student'}
+        lines.append(f'param_scheduler = dict(_delete_=True, student={sched}, '
+                     f'**{others!r})')
+    else:
+        lines.append(f'param_scheduler = {sched}')
     pipeline = [dict(t) for t in cfg.train_dataloader.dataset.pipeline]
-    crops = [t for t in pipeline if t['type'] == 'RandomCrop']
+    crops = [t for t in pipeline if t['type'] in ('RandomCrop', 'RecordedRandomCrop')]
     if len(crops) != 1:
         raise ValueError(f'{cfg_path}: expected one RandomCrop in the training pipeline, '
                          f'found {len(crops)}; cannot impose the benchmark crop size.')
@@ -173,9 +180,10 @@ def main():
                    '--work-dir', wd]
             if osp.isdir(wd) and glob.glob(osp.join(wd, 'iter_*.pth')):
                 cmd.append('--resume')
-            print(f'[learning] {name}: training {args.iters} iters', flush=True)
-            with open(osp.join(args.work_dir, f'{name}.out'), 'w') as out:
-                rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            print(f'[learning] {name}: training {args.iters} iters (full log: '
+                  f'{args.work_dir}/{name}.out)', flush=True)
+            rc = run_with_progress(cmd, env, osp.join(args.work_dir, f'{name}.out'), name,
+                                   cwd=ROOT, tag='learning')
             if rc.returncode != 0:
                 print(f'[learning] {name}: FAILED (see {args.work_dir}/{name}.out)', flush=True)
                 rows.append(dict(name=name, config=cfg, mIoU=float('nan')))

@@ -1,0 +1,110 @@
+"""Recipes say what they are: loss normalisation in every config, SKD settings of the official
+code, and the SKD critic's own (constant) learning rate through the real Runner."""
+from __future__ import annotations
+
+import glob
+import os.path as osp
+import uuid
+
+import pytest
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import rtkd  # noqa: F401
+from conftest import tiny_data_options
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SEG_CONFIGS = sorted(
+    p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+    if '/_base_/' not in p and '/distill/det/' not in p and '/distill/cls/' not in p)
+TEACHER = osp.join(ROOT, '..', 'shared', 'teachers', 'bisenetv2_camvid-240x320.pth')
+
+
+def cross_entropy_losses(cfg_dict) -> list:
+    """Every ``CrossEntropyLoss`` dict inside a (model) config, recursively."""
+    found = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            if x.get('type') == 'CrossEntropyLoss':
+                found.append(x)
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    walk(cfg_dict)
+    return found
+
+
+def student_model(cfg: Config) -> dict:
+    model = cfg.model
+    if model.get('type') != 'Distiller':
+        return model
+    student = model.student
+    path = student if isinstance(student, str) else student.get('config')
+    if path is None:
+        return student.get('model', student)
+    from rtkd.distill.builder import load_config, resolve_config_path
+    return load_config(resolve_config_path(path, 'student config')).model
+
+
+def test_every_cross_entropy_averages_over_non_ignored_pixels():
+    """mmseg's default (avg_non_ignore=False) divides by all pixels, void included."""
+    checked = 0
+    for path in SEG_CONFIGS:
+        model = student_model(Config.fromfile(path))
+        for loss in cross_entropy_losses(model.to_dict() if hasattr(model, 'to_dict') else model):
+            assert loss.get('avg_non_ignore') is True, f'{path}: {loss}'
+            checked += 1
+    assert checked >= 20
+
+
+def test_the_check_catches_mmseg_default(tmp_path):
+    """The check above fails on a config that keeps mmseg's default."""
+    p = tmp_path / 'c.py'
+    p.write_text("model = dict(decode_head=dict(loss_decode=dict(type='CrossEntropyLoss')))\n")
+    losses = cross_entropy_losses(Config.fromfile(str(p)).model.to_dict())
+    assert losses and losses[0].get('avg_non_ignore') is not True
+
+
+@pytest.mark.parametrize('name', [
+    'skd/skd_logits-feat_bisenetv2_fast-scnn_2k_camvid-360x480.py',
+    'skd/skd_logits-feat_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py'])
+def test_camvid_skd_recipes_use_the_official_settings(name):
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/distill/seg', name))
+    m = cfg.model
+    assert m.taps.s_feat == 'student:decode_head.dropout#in'  # before the student's dropout
+    assert m.losses.loss_pa.loss_weight == 0.5 and m.losses.loss_pa.scale == 0.5
+    assert m.losses.loss_pi.reduction == 'sum_batch' and m.losses.loss_pi.loss_weight == 10.0
+    assert m.losses.loss_hkd.loss_weight == 0.1
+    d = cfg.optim_wrapper.discriminator.optimizer
+    assert (d.type, d.lr) == ('SGD', 4e-4)
+    # one schedule per optimizer: the student's poly decay does not reach the critic
+    assert set(cfg.param_scheduler) == {'student', 'discriminator'}
+    assert [(s.type, s.factor) for s in cfg.param_scheduler.discriminator] == [('ConstantLR', 1.0)]
+
+
+@pytest.mark.skipif(not osp.isfile(TEACHER), reason='shared CamVid teacher not available')
+def test_skd_critic_lr_stays_constant_while_student_decays(tmp_path, tiny_camvid):
+    """mmengine applies a list-form scheduler to every wrapper of an OptimWrapperDict."""
+    cfg = Config.fromfile(osp.join(
+        ROOT, 'configs/distill/seg/skd/skd_logits-feat_bisenetv2_fast-scnn_2k_camvid-360x480.py'))
+    cfg.merge_from_dict(tiny_data_options(tiny_camvid))
+    cfg.merge_from_dict({'train_cfg.max_iters': 3, 'train_cfg.val_interval': 100,
+                         'param_scheduler.student.0.end': 3,
+                         'default_hooks.checkpoint.interval': 100,
+                         'train_dataloader.dataset.pipeline.3.crop_size': (32, 48),
+                         'model.student': dict(
+                             _delete_=True,
+                             config='configs/fast_scnn/fast-scnn_2k_camvid-360x480.py',
+                             cfg_options={'model.data_preprocessor.size': (32, 48)})})
+    cfg.custom_hooks = []
+    cfg.work_dir = str(tmp_path / 'w')
+    cfg.visualizer.name = f'vis_{uuid.uuid4().hex}'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    ow = runner.optim_wrapper
+    assert ow['discriminator'].get_lr()['lr'] == [4e-4]
+    assert ow['student'].get_lr()['lr'][0] < 0.045 * 0.5

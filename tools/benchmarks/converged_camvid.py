@@ -1,0 +1,188 @@
+"""Converged CamVid benchmark: runs x seeds, val curves, ``mim test`` test mIoU, mean +- std.
+
+Each run is a complete config (a student alone or a distillation recipe) with its own budget;
+every (run, seed) trains in ``<work-dir>/<name>_seed<seed>`` with ``randomness.seed=<seed>``
+(``--resume`` from its latest checkpoint when one is there, so an interrupted matrix continues
+where it stopped), then its final checkpoint is tested on the CamVid **test** split with
+``mim test mmseg`` (``tools/test.py`` when mim is missing). The report (``--report-only`` skips
+training) reads mmengine's ``scalars.json`` (val mIoU every ``val_interval``) and the test metrics
+JSON, and writes ``converged.md`` / ``converged.csv`` (per seed and mean +- std) and
+``curves.png`` (val mIoU against iterations, every seed thin, the mean thick)::
+
+    python tools/benchmarks/converged_camvid.py --work-dir ../shared/runs/converged --seeds 0 1 2 \\
+        --run fast-scnn_6k=configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py \\
+        --run cwd_6k=configs/distill/seg/cwd/\
+cwd_logits_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320_geo-cache.py
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import shutil
+import sys
+
+import numpy as np
+
+from rtkd.analysis.progress import run_with_progress
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--run', action='append', required=True, metavar='NAME=CONFIG',
+                   help='a run: name and config (repeat)')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--work-dir', default='work_dirs/converged')
+    p.add_argument('--report-only', action='store_true', help='no training / testing')
+    p.add_argument('--threads', type=int, default=None, help='OMP_NUM_THREADS of the runs')
+    p.add_argument('--cfg-options', nargs='+', default=[], help='passed to every training run')
+    return p.parse_args(argv)
+
+
+def val_curve(wd: str) -> dict:
+    """iteration -> val mIoU from every ``scalars.json`` of a work dir (resumed runs included)."""
+    curve = {}
+    for f in sorted(glob.glob(osp.join(wd, '*', 'vis_data', 'scalars.json'))):
+        for line in open(f):
+            rec = json.loads(line)
+            if 'mIoU' in rec and 'step' in rec:
+                curve[int(rec['step'])] = float(rec['mIoU'])
+    return dict(sorted(curve.items()))
+
+
+def test_miou(wd: str):
+    """mIoU of the latest ``mim test`` in ``<wd>/test`` (mmengine's metrics JSON), or None."""
+    files = sorted(glob.glob(osp.join(wd, 'test', '*', '*.json')), key=osp.getmtime)
+    for f in reversed(files):
+        rec = json.load(open(f))
+        if 'mIoU' in rec:
+            return float(rec['mIoU'])
+    return None
+
+
+def max_iters(cfg_path: str) -> int:
+    from mmengine.config import Config
+    return int(Config.fromfile(cfg_path).train_cfg.max_iters)
+
+
+def train_and_test(name: str, cfg: str, seed: int, args, env: dict) -> None:
+    wd = osp.join(args.work_dir, f'{name}_seed{seed}')
+    it = max_iters(cfg)
+    final = osp.join(wd, f'iter_{it}.pth')
+    if not osp.isfile(final):
+        cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir', wd,
+               '--cfg-options', f'randomness.seed={seed}', *args.cfg_options]
+        if glob.glob(osp.join(wd, 'iter_*.pth')):
+            cmd.append('--resume')
+        os.makedirs(wd, exist_ok=True)
+        rc = run_with_progress(cmd, env, osp.join(wd, 'train.out'), f'{name} seed {seed}',
+                               cwd=ROOT, tag='converged')
+        if rc.returncode != 0:
+            raise SystemExit(f'[converged] {name} seed {seed} failed: see {wd}/train.out')
+    if test_miou(wd) is None:
+        mim = shutil.which('mim')
+        cmd = ([mim, 'test', 'mmseg'] if mim else [sys.executable,
+                                                   osp.join(ROOT, 'tools', 'test.py')])
+        cmd += [cfg, '--checkpoint', final, '--work-dir', osp.join(wd, 'test')]
+        print(f'[converged] {name} seed {seed}: {" ".join(cmd[:3])} on the CamVid test split',
+              flush=True)
+        rc = run_with_progress(cmd, env, osp.join(wd, 'test.out'), name, cwd=ROOT, tag='test')
+        if rc.returncode != 0 or test_miou(wd) is None:
+            raise SystemExit(f'[converged] testing {name} seed {seed} failed: see {wd}/test.out')
+
+
+def report(runs, seeds, work_dir: str) -> str:
+    """Write converged.md / converged.csv / curves.png; return the markdown."""
+    import pandas as pd
+    rows, curves = [], {}
+    for name, cfg in runs:
+        for s in seeds:
+            wd = osp.join(work_dir, f'{name}_seed{s}')
+            c = val_curve(wd)
+            if not c:
+                continue
+            curves.setdefault(name, {})[s] = c
+            last = max(c)
+            best = max(c, key=c.get)
+            rows.append(dict(run=name, seed=s, config=cfg, iters=last, val_mIoU_final=c[last],
+                             val_mIoU_best=c[best], best_iter=best, test_mIoU=test_miou(wd)))
+    if not rows:
+        return 'no runs with validation results yet'
+    df = pd.DataFrame(rows)
+    df.to_csv(osp.join(work_dir, 'converged.csv'), index=False)
+    agg = df.groupby('run', sort=False).agg(
+        seeds=('seed', 'count'), iters=('iters', 'max'),
+        val_mean=('val_mIoU_final', 'mean'), val_std=('val_mIoU_final', 'std'),
+        test_mean=('test_mIoU', 'mean'), test_std=('test_mIoU', 'std'))
+    lines = ['| run | seeds | iters | val mIoU (final) | test mIoU (mim test) |',
+             '|---|---|---|---|---|']
+    for name, r in agg.iterrows():
+        def pm(mean, std):  # one seed: no spread to show
+            return 'n/a' if np.isnan(mean) else (
+                f'{mean:.2f}' if np.isnan(std) else f'{mean:.2f} +- {std:.2f}')
+
+        val, test = pm(r.val_mean, r.val_std), pm(r.test_mean, r.test_std)
+        lines.append(f'| {name} | {int(r.seeds)} | {int(r.iters)} | {val} | {test} |')
+    lines += ['', '| run | seed | val mIoU final | best (iter) | test mIoU |',
+              '|---|---|---|---|---|']
+    for r in rows:
+        t = 'n/a' if r['test_mIoU'] is None else f"{r['test_mIoU']:.2f}"
+        lines.append(f"| {r['run']} | {r['seed']} | {r['val_mIoU_final']:.2f} | "
+                     f"{r['val_mIoU_best']:.2f} ({r['best_iter']}) | {t} |")
+    lines += ['', 'val mIoU every validation (iteration: mIoU):', '']
+    for name, per_seed in curves.items():
+        for s, c in per_seed.items():
+            lines.append(f'- {name} seed {s}: ' + ', '.join(f'{k}: {v:.2f}' for k, v in c.items()))
+    md = '\n'.join(lines) + '\n'
+    with open(osp.join(work_dir, 'converged.md'), 'w') as f:
+        f.write(md)
+    _plot(curves, osp.join(work_dir, 'curves.png'))
+    return md
+
+
+def _plot(curves: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for k, (name, per_seed) in enumerate(curves.items()):
+        color = f'C{k}'
+        for c in per_seed.values():
+            ax.plot(list(c), list(c.values()), color=color, alpha=0.3, lw=1)
+        iters = sorted(set.intersection(*(set(c) for c in per_seed.values())))
+        mean = [np.mean([c[i] for c in per_seed.values()]) for i in iters]
+        ax.plot(iters, mean, color=color, lw=2.2, label=f'{name} (mean of {len(per_seed)})')
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('CamVid val mIoU (%)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    runs = []
+    for spec in args.run:
+        name, sep, cfg = spec.partition('=')
+        if not sep or not osp.isfile(osp.join(ROOT, cfg) if not osp.isabs(cfg) else cfg):
+            raise SystemExit(f'--run {spec!r}: write NAME=CONFIG with an existing config file.')
+        runs.append((name, cfg))
+    os.makedirs(args.work_dir, exist_ok=True)
+    env = dict(os.environ)
+    if args.threads:
+        env['OMP_NUM_THREADS'] = str(args.threads)
+    if not args.report_only:
+        for s in args.seeds:  # seed-major: every run gets seed 0 before any gets seed 1
+            for name, cfg in runs:
+                train_and_test(name, cfg, s, args, env)
+    print(report(runs, args.seeds, args.work_dir))
+
+
+if __name__ == '__main__':
+    main()
