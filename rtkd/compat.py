@@ -7,6 +7,8 @@
    ``DataLoader`` rejects (:func:`patch_persistent_workers`).
 4. setuptools' ``pkg_resources is deprecated`` warning, printed again by every mmengine config
    load (:func:`silence_pkg_resources_warning`).
+5. a distiller checkpoint given to a student config, or a student checkpoint given to a
+   distillation recipe (:func:`patch_checkpoint_kinds`).
 
 
 torch >= 2.6 loads checkpoints with ``weights_only=True``. mmengine 0.10.7 writes its message hub
@@ -155,8 +157,47 @@ def silence_pkg_resources_warning() -> None:
     warnings.filterwarnings('ignore', message=PKG_RESOURCES_WARNING)
 
 
+def patch_checkpoint_kinds() -> None:
+    """Load a distiller checkpoint into a student config, and a student checkpoint into a recipe.
+
+    ``mim test RECIPE --checkpoint student_latest.pth`` and ``mim test STUDENT_CFG --checkpoint
+    iter_N.pth`` used to load nothing that matched (one missing-keys dump) and then report the
+    mIoU of a random network. mmengine's ``_load_checkpoint_to_model`` (used by ``load_from``,
+    ``--resume``, ``mim test`` and ``load_checkpoint``) now applies
+    :func:`rtkd.distill.export.adapt_checkpoint_kind` and says so in one log line.
+    """
+    import mmengine.runner.checkpoint as ckpt_mod
+    import mmengine.runner.runner as runner_mod
+    original = ckpt_mod._load_checkpoint_to_model
+    if getattr(original, '_rtkd_patched', False):
+        return
+
+    @functools.wraps(original)
+    def load_to_model(model, checkpoint, strict=False, logger=None,
+                      revise_keys=[(r'^module\.', '')]):
+        import re
+        from collections import OrderedDict
+        from mmengine.logging import print_log
+        from rtkd.distill.export import adapt_checkpoint_kind
+        sd = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+        if isinstance(sd, dict):
+            for p, r in revise_keys:
+                sd = OrderedDict((re.sub(p, r, k), v) for k, v in sd.items())
+            new_sd, what = adapt_checkpoint_kind(model, sd)
+            if what is not None:
+                print_log(f'checkpoint: {what}.', logger='current')
+                checkpoint = dict(checkpoint, state_dict=new_sd)
+                revise_keys = []
+        return original(model, checkpoint, strict, logger, revise_keys)
+
+    load_to_model._rtkd_patched = True
+    ckpt_mod._load_checkpoint_to_model = load_to_model
+    runner_mod._load_checkpoint_to_model = load_to_model
+
+
 register_safe_globals()
 patch_history_buffer()
 patch_weighted_cross_entropy()
 patch_persistent_workers()
 silence_pkg_resources_warning()
+patch_checkpoint_kinds()

@@ -27,6 +27,26 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 _SPEC_KEYS = {'config', 'checkpoint', 'cfg_options', 'scope', 'model'}
 
 
+def close_registered_names(type_name: str, n: int = 5) -> str:
+    """Registered model-type names close to ``type_name`` (rtkd's losses and connectors live in
+    mmengine's root ``MODELS``), for "unknown type" messages.
+
+    Args:
+        type_name (str): the misspelled type.
+        n (int): how many names to list.
+
+    Returns:
+        str: ``'A, B, C'`` or ``''``.
+    """
+    import difflib
+    names = list(MODELS.module_dict)
+    close = difflib.get_close_matches(str(type_name), names, n=n, cutoff=0.5)
+    if not close:
+        low = str(type_name).lower()
+        close = [k for k in names if low[:4] and low[:4] in k.lower()][:n]
+    return ', '.join(close)
+
+
 def resolve_config_path(path: str, what: str) -> str:
     """Find a config file (``pkg::`` paths pass through); one-sentence error when missing.
 

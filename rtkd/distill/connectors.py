@@ -137,6 +137,11 @@ def build_connector(cfg: Union[dict, Sequence[dict]]) -> nn.Module:
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError(f"a connector must be a dict with a 'type' (or a list of them), "
                         f'got {cfg!r}.')
+    if isinstance(cfg['type'], str) and MODELS.get(cfg['type']) is None:
+        from .builder import close_registered_names
+        close = close_registered_names(cfg['type'])
+        raise KeyError(f"connector type {cfg['type']!r} is not registered"
+                       + (f'; close registered names: {close}.' if close else '.'))
     return MODELS.build(cfg)
 
 

@@ -393,8 +393,11 @@ class Distiller(BaseModel):
         loss_type = cfg.get('type')
         cls = loss_type if isinstance(loss_type, type) else MODELS.get(loss_type)
         if cls is None:
-            raise KeyError(f'loss {name!r}: type {loss_type!r} is not registered; is rtkd '
-                           f'imported (custom_imports) and the name spelled right?')
+            from .builder import close_registered_names
+            close = close_registered_names(loss_type)
+            raise KeyError(f'loss {name!r}: type {loss_type!r} is not registered; '
+                           + (f'close registered names: {close}' if close else
+                              'is rtkd imported (custom_imports)?') + '.')
         extras = {}
         for extra in getattr(cls, 'extra_inputs', ()):
             if extra in cfg:
