@@ -84,3 +84,22 @@ def test_unknown_loss_and_connector_types_list_close_names():
     with pytest.raises(KeyError, match="'ConvBnConnector' is not registered; close registered "
                                        "names: ConvBNConnector"):
         build_connector(dict(type='ConvBnConnector', in_channels=4, out_channels=8))
+
+
+def test_teacher_with_other_class_count_is_named_not_a_connector_hint():
+    import pytest
+    teacher = seg_model(4)
+    teacher['decode_head'] = dict(teacher['decode_head'], num_classes=19)
+    dist = _build(_distiller(teacher)).train()
+    x = torch.rand(2, 3, 32, 48) * 255
+    from mmseg.structures import SegDataSample
+    from mmengine.structures import PixelData
+    samples = []
+    for _ in range(2):
+        ds = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 11, (1, 32, 48))))
+        ds.set_metainfo(dict(img_shape=(32, 48), ori_shape=(32, 48), pad_shape=(32, 48)))
+        samples.append(ds)
+    data = dist.data_preprocessor(dict(inputs=list(x.to(torch.uint8)), data_samples=samples), True)
+    with pytest.raises(ValueError, match=r'19 vs 11 classes: set the teacher\'s num_classes') as e:
+        dist.loss(data['inputs'], data['data_samples'])
+    assert 'ConvBNConnector' not in str(e.value)

@@ -594,6 +594,18 @@ class Distiller(BaseModel):
         return zero
 
     def _shape_error(self, name: str, s_tap: str, t_tap: str, s: Tensor, t: Tensor) -> str:
+        s_classes = getattr(getattr(self.student, 'decode_head', None), 'num_classes', None)
+        s_mod, t_mod = self.tap_specs[s_tap].module, self.tap_specs[t_tap].module
+        is_logits = s_mod.endswith('conv_seg') and t_mod.endswith('conv_seg') and \
+            not self.tap_specs[s_tap].use_input and not self.tap_specs[t_tap].use_input
+        if is_logits and s.dim() > 1 and t.dim() > 1 and s.shape[1] != t.shape[1] and \
+                s_classes == s.shape[1]:
+            # class scores cannot be adapted by a connector: the teacher predicts other classes
+            return (f'loss {name!r}: the teacher predicts {t.shape[1]} classes but the student '
+                    f'{s.shape[1]} ({t.shape[1]} vs {s.shape[1]} classes: set the teacher\'s '
+                    f"num_classes (teacher=dict(..., cfg_options={{'model.decode_head."
+                    f"num_classes': {s.shape[1]}}}) and a checkpoint trained that way, or pick a "
+                    f'teacher trained on this dataset).')
         fixes = []
         if s.dim() > 1 and t.dim() > 1 and s.shape[1] != t.shape[1]:
             fixes.append(f"dict(type='ConvBNConnector', in_channels={s.shape[1]}, "
@@ -657,8 +669,10 @@ class Distiller(BaseModel):
                 val = loss_mod(s, t, **extras)
             except (ValueError, RuntimeError) as e:
                 if torch.is_tensor(s) and torch.is_tensor(t) and s.shape != t.shape:
-                    raise ValueError(self._shape_error(name, m['student'], m['teacher'], s, t)
-                                     + f' ({type(loss_mod).__name__} said: {e})') from e
+                    msg = self._shape_error(name, m['student'], m['teacher'], s, t)
+                    if 'classes:' not in msg:  # the loss's own connector hint would contradict
+                        msg += f' ({type(loss_mod).__name__} said: {e})'
+                    raise ValueError(msg) from e
                 raise
             # no finiteness check here (a device sync per loss): NonFiniteLossHook checks
             # every logged loss, critics included, once per step (module docstring)
