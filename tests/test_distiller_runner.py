@@ -268,3 +268,19 @@ def test_ddp_non_finite_loss_on_one_rank_stops_every_rank(tiny_camvid, teacher, 
     # rank 0's own loss was finite, but it must not write the diverged iteration's checkpoint
     assert not osp.isfile(osp.join(work, 'iter_2.pth')), 'rank 0 wrote a NaN checkpoint'
     print(f'2-process run with a NaN on rank 1 stopped after {seconds:.1f} s')
+
+
+def test_student_checkpoints_are_pruned_like_checkpoint_hook(tiny_camvid, teacher, tmp_path):
+    """student_iter_*.pth follow CheckpointHook's max_keep_ckpts (here 2 of 4 saves)."""
+    work = str(tmp_path / 'work')
+    extra = ("custom_hooks = [dict(type='StudentCheckpointHook', interval=1)]\n"
+             "model_wrapper_cfg = dict(type='DistillerDataParallel')\n"
+             "default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2))\n")
+    cfg_file = write_config(str(tmp_path / 'kd.py'), tiny_camvid, work, distiller(teacher),
+                            max_iters=4, extra=extra)
+    cfg = Config.fromfile(cfg_file)
+    cfg.train_cfg.val_interval = 100
+    Runner.from_cfg(cfg).train()
+    kept = sorted(osp.basename(p) for p in glob.glob(osp.join(work, 'student_iter_*.pth')))
+    assert kept == ['student_iter_3.pth', 'student_iter_4.pth']
+    assert osp.isfile(osp.join(work, 'student_latest.pth'))

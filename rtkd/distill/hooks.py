@@ -9,6 +9,8 @@ Config: ``custom_hooks = [dict(type='StudentCheckpointHook', interval=1000)]``.
 """
 from __future__ import annotations
 
+import glob
+import os
 import os.path as osp
 from typing import Optional
 
@@ -28,15 +30,18 @@ class StudentCheckpointHook(Hook):
             (-1: only ``student_latest.pth`` at the end).
         save_latest (bool): also (over)write ``student_latest.pth`` at each save and at the end.
         out_dir (str | None): folder (default: the runner's work_dir).
+        max_keep_ckpts (int | None): keep only the newest N ``student_iter_*.pth``; None (default)
+            follows the run's ``CheckpointHook.max_keep_ckpts``, -1 keeps all.
     """
 
     priority = 'VERY_LOW'
 
     def __init__(self, interval: int = -1, save_latest: bool = True,
-                 out_dir: Optional[str] = None) -> None:
+                 out_dir: Optional[str] = None, max_keep_ckpts: Optional[int] = None) -> None:
         self.interval = interval
         self.save_latest = save_latest
         self.out_dir = out_dir
+        self.max_keep_ckpts = max_keep_ckpts
 
     @staticmethod
     def _student(runner):
@@ -53,6 +58,23 @@ class StudentCheckpointHook(Hook):
         folder = self.out_dir or runner.work_dir
         for name in names:
             save_checkpoint(ckpt, osp.join(folder, name))
+        self._prune(runner, folder)
+
+    def _prune(self, runner, folder: str) -> None:
+        """Delete the oldest ``student_iter_*.pth`` beyond ``max_keep_ckpts``."""
+        keep = self.max_keep_ckpts
+        if keep is None:
+            keep = next((getattr(h, 'max_keep_ckpts', -1) for h in runner.hooks
+                         if type(h).__name__ == 'CheckpointHook'), -1)
+        if keep is None or keep <= 0:
+            return
+        found = []
+        for path in glob.glob(osp.join(folder, 'student_iter_*.pth')):
+            stem = osp.basename(path)[len('student_iter_'):-len('.pth')]
+            if stem.isdigit():
+                found.append((int(stem), path))
+        for _, path in sorted(found)[:-keep]:
+            os.remove(path)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         """Save every ``interval`` iterations."""
