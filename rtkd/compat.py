@@ -9,6 +9,8 @@
    load (:func:`silence_pkg_resources_warning`).
 5. a distiller checkpoint given to a student config, or a student checkpoint given to a
    distillation recipe (:func:`patch_checkpoint_kinds`).
+6. a truncated / corrupted checkpoint: an error that names it, and ``--resume`` falling back to
+   the newest older checkpoint that reads (:func:`patch_checkpoint_reading`).
 
 
 torch >= 2.6 loads checkpoints with ``weights_only=True``. mmengine 0.10.7 writes its message hub
@@ -195,9 +197,81 @@ def patch_checkpoint_kinds() -> None:
     runner_mod._load_checkpoint_to_model = load_to_model
 
 
+class CheckpointReadError(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, corrupted, not a checkpoint)."""
+
+
+def patch_checkpoint_reading() -> None:
+    """Name the file when a checkpoint cannot be read; ``--resume`` falls back to an older one.
+
+    mmengine's ``_load_checkpoint`` lets torch's ``PytorchStreamReader failed ...`` through
+    without the path. It now raises :class:`CheckpointReadError` naming the file. ``Runner.resume``
+    given a file it cannot read (the latest checkpoint of an interrupted run, cut short while being
+    written) logs that and resumes from the newest older ``iter_*.pth`` / ``epoch_*.pth`` in the
+    same folder that reads, or stops with the list of what it tried.
+    """
+    import glob
+    import os.path as osp
+    import re
+    import mmengine.runner.checkpoint as ckpt_mod
+    import mmengine.runner.runner as runner_mod
+    from mmengine.runner import Runner
+    original = ckpt_mod._load_checkpoint
+    if getattr(original, '_rtkd_patched', False):
+        return
+
+    @functools.wraps(original)
+    def load(filename, map_location=None, logger=None):
+        try:
+            return original(filename, map_location=map_location, logger=logger)
+        except (FileNotFoundError, CheckpointReadError):
+            raise
+        except Exception as e:  # noqa: BLE001  (torch raises RuntimeError, EOFError, pickle errors)
+            if isinstance(filename, str) and osp.isfile(filename) and \
+                    not isinstance(e, (KeyError, AttributeError)) and \
+                    'Weights only load failed' not in str(e):
+                raise CheckpointReadError(
+                    f'cannot read checkpoint {filename!r} ({type(e).__name__}: '
+                    f'{str(e).splitlines()[0] if str(e) else e!r}); the file is truncated or '
+                    'corrupted: use another checkpoint (an older iter_*.pth) or rewrite it.') from e
+            raise
+
+    load._rtkd_patched = True
+    ckpt_mod._load_checkpoint = load
+    runner_mod._load_checkpoint = load
+
+    resume = Runner.resume
+
+    @functools.wraps(resume)
+    def resume_with_fallback(self, filename, *args, **kwargs):
+        try:
+            return resume(self, filename, *args, **kwargs)
+        except CheckpointReadError as first:
+            folder = osp.dirname(osp.abspath(filename))
+            num = re.search(r'(\d+)\.pth$', filename)
+            limit = int(num.group(1)) if num else float('inf')
+            older = []
+            for path in glob.glob(osp.join(folder, '*.pth')):
+                m = re.match(r'^(iter|epoch)_(\d+)\.pth$', osp.basename(path))
+                if m and int(m.group(2)) < limit:
+                    older.append((int(m.group(2)), path))
+            for _, path in sorted(older, reverse=True):
+                self.logger.warning(f'{first} Resuming from the previous checkpoint {path!r}.')
+                try:
+                    return resume(self, path, *args, **kwargs)
+                except CheckpointReadError as e:
+                    first = e
+            raise CheckpointReadError(
+                f'{first} No older readable iter_*/epoch_* checkpoint in {folder!r} to resume '
+                'from; start the run again without --resume.') from first
+
+    Runner.resume = resume_with_fallback
+
+
 register_safe_globals()
 patch_history_buffer()
 patch_weighted_cross_entropy()
 patch_persistent_workers()
 silence_pkg_resources_warning()
 patch_checkpoint_kinds()
+patch_checkpoint_reading()

@@ -284,3 +284,31 @@ def test_student_checkpoints_are_pruned_like_checkpoint_hook(tiny_camvid, teache
     kept = sorted(osp.basename(p) for p in glob.glob(osp.join(work, 'student_iter_*.pth')))
     assert kept == ['student_iter_3.pth', 'student_iter_4.pth']
     assert osp.isfile(osp.join(work, 'student_latest.pth'))
+
+
+def test_corrupted_latest_checkpoint_names_it_and_resume_falls_back(tiny_camvid, teacher, tmp_path,
+                                                                    capsys):
+    from mmengine.runner.checkpoint import load_checkpoint
+    from rtkd.compat import CheckpointReadError
+    work = str(tmp_path / 'work')
+    extra = "default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=5))\n" + HOOKS
+    cfg_file = write_config(str(tmp_path / 'kd.py'), tiny_camvid, work, distiller(teacher),
+                            max_iters=3, extra=extra)
+    cfg = Config.fromfile(cfg_file)
+    cfg.train_cfg.val_interval = 100
+    Runner.from_cfg(cfg).train()
+    latest = osp.join(work, 'iter_3.pth')
+    with open(latest, 'rb') as f:
+        head = f.read(4096)
+    with open(latest, 'wb') as f:  # an interrupted write
+        f.write(head)
+    with pytest.raises(CheckpointReadError, match=re.escape(repr(latest))):
+        load_checkpoint(torch.nn.Linear(1, 1), latest, map_location='cpu')
+    cfg = Config.fromfile(cfg_file)
+    cfg.merge_from_dict({'train_cfg.max_iters': 4, 'train_cfg.val_interval': 100})
+    cfg.resume = True
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 4
+    assert "Resuming from the previous checkpoint" in capsys.readouterr().out + open(
+        glob.glob(osp.join(work, '*', '*.log'))[-1]).read()
