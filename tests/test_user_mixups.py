@@ -17,6 +17,19 @@ def _fresh_logger():
     MMLogger.get_instance(f'test_{uuid.uuid4().hex}')
 
 
+def _batch(dist):
+    """A preprocessed batch of two random 32x48 images with labels."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    x = torch.rand(2, 3, 32, 48) * 255
+    samples = []
+    for _ in range(2):
+        ds = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 11, (1, 32, 48))))
+        ds.set_metainfo(dict(img_shape=(32, 48), ori_shape=(32, 48), pad_shape=(32, 48)))
+        samples.append(ds)
+    return dist.data_preprocessor(dict(inputs=list(x.to(torch.uint8)), data_samples=samples), True)
+
+
 def _build(cfg):
     with DefaultScope.overwrite_default_scope('mmseg'):
         return MODELS.build(cfg)
@@ -91,15 +104,19 @@ def test_teacher_with_other_class_count_is_named_not_a_connector_hint():
     teacher = seg_model(4)
     teacher['decode_head'] = dict(teacher['decode_head'], num_classes=19)
     dist = _build(_distiller(teacher)).train()
-    x = torch.rand(2, 3, 32, 48) * 255
-    from mmseg.structures import SegDataSample
-    from mmengine.structures import PixelData
-    samples = []
-    for _ in range(2):
-        ds = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 11, (1, 32, 48))))
-        ds.set_metainfo(dict(img_shape=(32, 48), ori_shape=(32, 48), pad_shape=(32, 48)))
-        samples.append(ds)
-    data = dist.data_preprocessor(dict(inputs=list(x.to(torch.uint8)), data_samples=samples), True)
+    data = _batch(dist)
     with pytest.raises(ValueError, match=r'19 vs 11 classes: set the teacher\'s num_classes') as e:
         dist.loss(data['inputs'], data['data_samples'])
     assert 'ConvBNConnector' not in str(e.value)
+
+
+def test_one_summary_on_the_first_training_step(capsys):
+    _fresh_logger()
+    dist = _build(_distiller(seg_model(4))).train()
+    for _ in range(2):
+        data = _batch(dist)
+        dist.loss(data['inputs'], data['data_samples'])
+    out = capsys.readouterr().out
+    assert out.count('Distiller: teacher model dict + None') == 1
+    assert 'tap s = student:decode_head.conv_seg -> 2x11x4x6' in out
+    assert 'loss loss_kd = ChannelWiseKD(s, t), weight 1.0' in out

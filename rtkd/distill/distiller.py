@@ -573,6 +573,45 @@ class Distiller(BaseModel):
         return self.teacher_cache.geometric(names, data_samples, tuple(inputs.shape[-2:]),
                                             inputs.device)
 
+    def summary(self, records: Optional[dict] = None) -> str:
+        """What this distiller does, in a few lines (logged once, on the first training step).
+
+        Args:
+            records (dict | None): tap name -> recorded value, for the shapes.
+
+        Returns:
+            str: teacher source, taps (with shapes), connectors, losses (weights, schedules).
+        """
+        def shape(v):
+            if torch.is_tensor(v):
+                return 'x'.join(str(d) for d in v.shape)
+            if isinstance(v, (list, tuple)):
+                return f'{len(v)} x [' + (shape(v[0]) if v else '') + ']'
+            return type(v).__name__
+
+        records = records or {}
+        spec = self._teacher_spec
+        source = (f'teacher cache {self.teacher_cache.folder} ({self.teacher_cache.mode})'
+                  if self.teacher_cache is not None else
+                  f"{spec.get('config', 'model dict')} + {spec.get('checkpoint')}")
+        lines = [f'Distiller: teacher {source}']
+        for name, sp in self.tap_specs.items():
+            lines.append(f'  tap {name} = {sp.text}'
+                         + (f' -> {shape(records[name])}' if name in records else ''))
+        for tap, chain in self.connectors.items():
+            lines.append(f'  connector on {tap}: '
+                         + ' -> '.join(type(m).__name__ for m in chain.children()))
+        for name, mod in self.losses.items():
+            m = self.loss_maps[name]
+            sched = self.schedules.get(name)
+            lines.append(f"  loss {name} = {type(mod).__name__}({m['student']}, {m['teacher']}), "
+                         f"weight {getattr(mod, 'loss_weight', '?')}"
+                         + (f', schedule {sched!r}' if sched is not None else ''))
+        if self.freeze_cfg:
+            lines.append(f"  student {self.freeze_cfg['modules']} frozen for "
+                         f"{self.freeze_cfg['iters']} iterations")
+        return '\n'.join(lines)
+
     def _check_fired(self, side: str, rec: dict) -> None:
         missing = [sp for sp in self._taps[side].specs if sp.name not in rec]
         if missing:
@@ -642,6 +681,9 @@ class Distiller(BaseModel):
             if self._teacher_specs:  # student-only taps (self-distillation): no teacher
                 t_rec = self.teacher_targets(inputs, data_samples, it)
         raw = {**s_rec, **t_rec}
+        if self.training and not getattr(self, '_summary_logged', False):
+            self._summary_logged = True
+            print_log(self.summary(raw), logger='current')
         connected: Dict[str, Tensor] = {}
 
         def value(tap: str):
