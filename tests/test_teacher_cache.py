@@ -28,6 +28,7 @@ from mmseg.registry import MODELS as SEG_MODELS
 import rtkd  # noqa: F401
 from test_distiller import seg_model  # noqa: E402  (also registers _TestMSE)
 from rtkd.distill import cache_builder as cb
+from rtkd.visualization.run_logs import load_run
 from rtkd.distill.teacher_cache import (TeacherCacheError, check_pipeline_replayable,
                                         decode_tap, encode_tap, read_manifest)
 
@@ -119,6 +120,13 @@ def pixel_teacher(tmp_path_factory):
     return saved_teacher(str(tmp_path_factory.mktemp('pix_teacher')), pixel_model(7))
 
 
+def pixel_recipe(tmp_path, data_root: str, teacher: dict) -> tuple:
+    """The 1x1-conv teacher recipe on GEO_PIPE: (its config, the cache folder to build)."""
+    recipe = write_recipe(str(tmp_path / 'r.py'), data_root, str(tmp_path / 'w'), teacher,
+                          GEO_PIPE, PIX_TAPS, MSE)
+    return Config.fromfile(recipe), str(tmp_path / 'cache')
+
+
 def _batches(cfg, n):
     with DefaultScope.overwrite_default_scope('mmseg'):
         loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=3)
@@ -136,10 +144,7 @@ def _build(cfg):
 def test_geometric_replay_equals_equivariant_live_teacher(tmp_path, tiny_camvid, pixel_teacher,
                                                           flip_cache):
     """Resize x0.5 + random crop + random flip: replayed targets == the live 1x1-conv teacher."""
-    recipe = write_recipe(str(tmp_path / 'r.py'), tiny_camvid, str(tmp_path / 'w'),
-                          pixel_teacher, GEO_PIPE, PIX_TAPS, MSE)
-    cfg = Config.fromfile(recipe)
-    out = str(tmp_path / 'cache')
+    cfg, out = pixel_recipe(tmp_path, tiny_camvid, pixel_teacher)
     m = cb.build_geometric(cfg, out, scales=[0.5], flip=flip_cache, batch_size=3)
     assert m['status'] == 'complete' and m['done'] == 4 * (2 if flip_cache else 1)
     live = _build(cfg)
@@ -162,10 +167,7 @@ def test_geometric_replay_equals_equivariant_live_teacher(tmp_path, tiny_camvid,
 
 def test_geometric_check_tool_and_nearest_scale(tmp_path, tiny_camvid, pixel_teacher):
     """--check reports ~100% agreement for an equivariant teacher; scales are picked by log."""
-    recipe = write_recipe(str(tmp_path / 'r.py'), tiny_camvid, str(tmp_path / 'w'),
-                          pixel_teacher, GEO_PIPE, PIX_TAPS, MSE)
-    cfg = Config.fromfile(recipe)
-    out = str(tmp_path / 'cache')
+    cfg, out = pixel_recipe(tmp_path, tiny_camvid, pixel_teacher)
     cb.build_geometric(cfg, out, scales=[0.25, 0.5, 1.0], batch_size=2)
     res = cb.check_cache(cfg, out, batches=2)
     assert res['t_out']['argmax_agreement'] > 99.0 and res['t_out']['batches'] == 2
@@ -201,10 +203,7 @@ def test_pipeline_checks():
 
 
 def test_unrecorded_crop_is_refused_per_sample(tmp_path, tiny_camvid, pixel_teacher):
-    recipe = write_recipe(str(tmp_path / 'r.py'), tiny_camvid, str(tmp_path / 'w'),
-                          pixel_teacher, GEO_PIPE, PIX_TAPS, MSE)
-    cfg = Config.fromfile(recipe)
-    out = str(tmp_path / 'cache')
+    cfg, out = pixel_recipe(tmp_path, tiny_camvid, pixel_teacher)
     cb.build_geometric(cfg, out, scales=[0.5])
     cfg.model.teacher['cache'] = dict(dir=out)
     cached = _build(cfg)
@@ -219,10 +218,7 @@ def test_unrecorded_crop_is_refused_per_sample(tmp_path, tiny_camvid, pixel_teac
 
 
 def test_manifest_mismatch_and_missing_entries(tmp_path, tiny_camvid, pixel_teacher):
-    recipe = write_recipe(str(tmp_path / 'r.py'), tiny_camvid, str(tmp_path / 'w'),
-                          pixel_teacher, GEO_PIPE, PIX_TAPS, MSE)
-    cfg = Config.fromfile(recipe)
-    out = str(tmp_path / 'cache')
+    cfg, out = pixel_recipe(tmp_path, tiny_camvid, pixel_teacher)
     cb.build_geometric(cfg, out, scales=[0.5])
     # another checkpoint
     other = str(tmp_path / 'other.pth')
@@ -265,10 +261,7 @@ def test_manifest_mismatch_and_missing_entries(tmp_path, tiny_camvid, pixel_teac
 
 
 def test_interrupted_build_resumes_without_recomputing(tmp_path, tiny_camvid, pixel_teacher):
-    recipe = write_recipe(str(tmp_path / 'r.py'), tiny_camvid, str(tmp_path / 'w'),
-                          pixel_teacher, GEO_PIPE, PIX_TAPS, MSE)
-    cfg = Config.fromfile(recipe)
-    out = str(tmp_path / 'cache')
+    cfg, out = pixel_recipe(tmp_path, tiny_camvid, pixel_teacher)
     cb.build_geometric(cfg, out, scales=[0.5])
     entries = sorted(glob.glob(osp.join(out, 'entries', '*.npz')))
     keep = {p: os.stat(p).st_mtime_ns for p in entries[1:]}
@@ -307,14 +300,8 @@ def _train(recipe: str, work_dir: str, resume: bool = False, cfg_options=None):
 
 
 def _scalars(work_dir: str, key: str) -> list:
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    vals = []
-    for f in files:
-        for line in open(f):
-            rec = json.loads(line)
-            if key in rec:
-                vals.append((rec['iter'], rec[key]))
-    return [v for _, v in sorted(dict(vals).items())]
+    """One training scalar per iteration, from every launch of a (resumed) run."""
+    return load_run(work_dir).series(key)[1]
 
 
 @pytest.fixture(scope='module')

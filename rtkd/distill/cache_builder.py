@@ -20,7 +20,7 @@ from mmengine.registry import DefaultScope
 
 from ..version import __version__
 from .teacher_cache import (CACHE_FORMAT, MANIFEST, TeacherCache, TeacherCacheError,
-                            check_pipeline_replayable, compare_fields, encode_tap, entry_key,
+                            check_pipeline_replayable, encode_tap, entry_key,
                             input_fingerprint, read_manifest, save_arrays, scale_tag,
                             text_digest, write_manifest)
 
@@ -217,16 +217,14 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
             batch = pseudo_collate([p[1] for p in pending])
             data = _teacher_inputs(model, batch)
             rec = model._run_teacher(data['inputs'], data['data_samples'])
-            h, w = data['inputs'].shape[-2:]
+            if not taps_meta:
+                taps_meta.update(_tap_facts(rec, data['inputs']))
             for k, (path, _, meta) in enumerate(pending):
                 arrays = {'__img_shape': np.array(meta['img_shape'][:2], np.int64),
                           '__scale_factor': np.array(meta['scale_factor'][:2], np.float64)}
                 for name, val in rec.items():
                     for suffix, arr in encode_tap(val[k], topk, dtype).items():
                         arrays[name + suffix] = arr
-                    if name not in taps_meta:
-                        taps_meta[name] = dict(channels=int(val.shape[1]),
-                                               stride=[h / val.shape[-2], w / val.shape[-1]])
                 save_arrays(path, arrays)
                 if bar is not None:
                     bar.update()
@@ -246,11 +244,8 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
             with DefaultScope.overwrite_default_scope(scope):
                 info = copy.deepcopy(base.get_data_info(0))
                 data = _teacher_inputs(model, pseudo_collate([pipelines[variants[0]](info)]))
-            rec = model._run_teacher(data['inputs'], data['data_samples'])
-            h, w = data['inputs'].shape[-2:]
-            taps_meta = {n: dict(channels=int(v.shape[1]),
-                                 stride=[h / v.shape[-2], w / v.shape[-1]])
-                         for n, v in rec.items()}
+            taps_meta = _tap_facts(model._run_teacher(data['inputs'], data['data_samples']),
+                                   data['inputs'])
         size = getattr(model.data_preprocessor, 'size', None)
         probe = _probe_shapes(model, size) if size else {}
         for name, meta in taps_meta.items():
@@ -261,6 +256,16 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
         _finish(out, manifest, taps_meta, done, 'entries', t0)
     _barrier()
     return manifest
+
+
+def _tap_facts(rec: Dict[str, Tensor], inputs: Tensor, texts: Optional[dict] = None) -> dict:
+    """Manifest facts of each recorded teacher tap: channels and stride w.r.t. the input."""
+    h, w = inputs.shape[-2:]
+    facts = {n: dict(channels=int(v.shape[1]), stride=[h / v.shape[-2], w / v.shape[-1]])
+             for n, v in rec.items()}
+    for n in facts if texts else ():
+        facts[n]['text'] = texts[n]
+    return facts
 
 
 def _finish(out: str, manifest: dict, taps_meta: dict, done: int, unit: str, t0: float) -> None:
@@ -344,13 +349,11 @@ def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
             if bar is not None:
                 bar.update()
             continue
-        with torch.no_grad():
+        with torch.no_grad():  # (an entry already on disk still gives the tap facts once)
             data = model.data_preprocessor(batch, True)
             inputs, samples = data['inputs'], data['data_samples']
-            if osp.isfile(path):  # resumed build: recover the tap facts from a fresh forward
-                rec = model._run_teacher(inputs, samples)
-            else:
-                rec = model._run_teacher(inputs, samples)
+            rec = model._run_teacher(inputs, samples)
+            if not osp.isfile(path):
                 arrays = {'__fingerprint': input_fingerprint(inputs).numpy(),
                           '__img_path': np.array([str(s.metainfo.get('img_path', ''))
                                                   for s in samples])}
@@ -358,11 +361,8 @@ def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
                     for suffix, arr in encode_tap(val, topk, dtype).items():
                         arrays[name + suffix] = arr
                 save_arrays(path, arrays)
-        for name, val in rec.items():
-            h, w = inputs.shape[-2:]
-            taps_meta.setdefault(name, dict(channels=int(val.shape[1]),
-                                            stride=[h / val.shape[-2], w / val.shape[-1]],
-                                            text=identity['taps_text'][name]))
+        if not taps_meta:
+            taps_meta = _tap_facts(rec, inputs, identity['taps_text'])
         if bar is not None:
             bar.update()
     _barrier()
@@ -457,4 +457,4 @@ def check_cache(cfg: Config, folder: str, batches: int = 4) -> Dict[str, dict]:
 
 
 __all__ = ['build_geometric', 'build_exact', 'check_cache', 'recipe_identity', 'live_recipe',
-           'build_live_distiller', 'compare_fields']
+           'build_live_distiller']

@@ -27,9 +27,8 @@ synchronisation per loss per iteration); ``NonFiniteLossHook`` (a default hook o
 ``configs/_base_/default_runtime.py`` and of every recipe) checks every logged loss once per step:
 task losses, distillation losses and the critics' ``<loss name>.critic`` (loss names must contain
 ``'loss'``, so critic names do too). Under DDP the rank whose loss is non-finite raises;
-``torchrun`` then terminates the other ranks (a rank waiting in a collective fails with a gloo /
-NCCL connection error first), so the job stops with a non-zero exit code. The other ranks'
-losses of that iteration may be finite, so rank 0 can write that iteration's checkpoint first.
+the hook all-reduces its finite flag, so every rank stops before that iteration's checkpoint and
+the job exits non-zero.
 
 ``copy.deepcopy`` (EMA/SWA wrappers) copies the student side and shares the teacher, its taps
 and the teacher cache; the copy's student taps record into the copy.
@@ -53,7 +52,8 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from .builder import build_network
+from .builder import (build_network, load_config, normalize_spec, resolve_checkpoint_path,
+                      resolve_config_path)
 from .checkpoint_checks import check_checkpoint_match
 from .connectors import build_connector
 from .schedules import build_schedule
@@ -95,7 +95,6 @@ def teacher_identity(spec: dict) -> dict:
         dict: ``teacher_config`` (digest of the built model config) and
         ``teacher_checkpoint_sha256`` (None when the checkpoint is not a local file).
     """
-    from .builder import load_config, normalize_spec, resolve_config_path
     spec = normalize_spec(dict(spec), 'teacher')
     if 'config' in spec:
         cfg = load_config(resolve_config_path(spec['config'], 'teacher config'))
@@ -107,7 +106,6 @@ def teacher_identity(spec: dict) -> dict:
     ckpt = spec.get('checkpoint')
     sha = None
     if ckpt is not None and '://' not in str(ckpt):
-        from .builder import resolve_checkpoint_path
         sha = file_sha256(resolve_checkpoint_path(ckpt, 'teacher'))
     return dict(teacher_config=text_digest(model), teacher_checkpoint_sha256=sha,
                 teacher_checkpoint=None if ckpt is None else str(ckpt))

@@ -12,14 +12,10 @@ switched off by its schedule still touches its parameters and connectors (a zero
 critics are kept out of DDP (``_ddp_params_and_buffers_to_ignore``; broadcast from rank 0 at the
 first step, gradients averaged in the critic step).
 
-Non-finite losses under DDP: ``NonFiniteLossHook`` raises on the rank(s) whose logged loss is
-NaN/inf; ``torchrun`` sees that worker fail and terminates the others (SIGTERM; a rank blocked in
-a collective may fail first with a gloo/NCCL "connection closed" error), so the job exits
-non-zero within seconds instead of waiting for a collective timeout. The ranks do not agree
-first: a rank whose own losses were finite runs its after-iteration hooks for that iteration
-(rank 0 can write that iteration's checkpoint, with weights already updated by the all-reduced
-non-finite gradients). Launchers without such an agent (plain ``mp.spawn``, some cluster
-schedulers) leave the other ranks blocked until the collective timeout.
+Non-finite losses under DDP: ``NonFiniteLossHook`` all-reduces a finite flag after every step,
+so every rank raises (the one with the NaN/inf loss names it, the others say another rank's
+loss diverged) before ``CheckpointHook`` runs: no rank writes that iteration's checkpoint and
+the job exits non-zero.
 """
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import json
 import os
 import os.path as osp
 import subprocess
@@ -28,6 +27,7 @@ import time
 import numpy as np
 
 from rtkd.analysis.progress import run_with_progress
+from rtkd.visualization.run_logs import load_run
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -128,15 +128,12 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
 
 def last_val(work_dir: str) -> dict:
     """Last validation metrics and the median training iteration time from mmengine logs."""
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    metrics, times = {}, []
-    for f in files:
-        for line in open(f):
-            rec = json.loads(line)
-            if 'mIoU' in rec:
-                metrics = rec
-            elif 'time' in rec and 'loss' in rec:
-                times.append(rec['time'])
+    try:
+        run = load_run(work_dir)
+    except FileNotFoundError:
+        return dict(s_per_iter=float('nan'))
+    metrics = dict(run.val[-1]) if run.val else {}
+    _, times = run.series('time')
     metrics['s_per_iter'] = float(np.median(times)) if times else float('nan')
     return metrics
 

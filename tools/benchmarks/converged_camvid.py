@@ -27,6 +27,7 @@ import sys
 import numpy as np
 
 from rtkd.analysis.progress import run_with_progress
+from rtkd.visualization.run_logs import load_run
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -45,13 +46,11 @@ def parse_args(argv=None):
 
 def val_curve(wd: str) -> dict:
     """iteration -> val mIoU from every ``scalars.json`` of a work dir (resumed runs included)."""
-    curve = {}
-    for f in sorted(glob.glob(osp.join(wd, '*', 'vis_data', 'scalars.json'))):
-        for line in open(f):
-            rec = json.loads(line)
-            if 'mIoU' in rec and 'step' in rec:
-                curve[int(rec['step'])] = float(rec['mIoU'])
-    return dict(sorted(curve.items()))
+    try:
+        steps, values = load_run(wd).series('mIoU', 'val')
+    except FileNotFoundError:  # not started yet
+        return {}
+    return dict(zip(steps, values))
 
 
 def test_miou(wd: str):

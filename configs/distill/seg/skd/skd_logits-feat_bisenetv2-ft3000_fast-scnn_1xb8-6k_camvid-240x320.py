@@ -19,9 +19,7 @@ model = dict(
 optim_wrapper = dict(
     _delete_=True,
     constructor='DistillOptimWrapperConstructor',
-    student=dict(type='OptimWrapper',
-                 optimizer=dict(type='SGD', lr=0.045, momentum=0.9, weight_decay=4e-5),
-                 paramwise_cfg=dict(dwconv_decay_mult=0.0)),
+    student={{_base_.optim_wrapper}},  # the student recipe's own optimizer
     discriminator=dict(type='OptimWrapper',
                        optimizer=dict(type='SGD', lr=4e-4, momentum=0.9, weight_decay=5e-4)))
 param_scheduler = dict(_delete_=True, student={{_base_.param_scheduler}},
