@@ -7,7 +7,9 @@ the other fixes applied on import).
 """
 from .version import __version__
 from . import compat  # noqa: F401  (safe checkpoint loading on torch >= 2.6)
+from . import config_paths  # noqa: F401  ('rtkd::<folder>/<file>.py' config paths)
 from . import datasets, engine, models  # noqa: F401
 
 __all__ = ['__version__']
 from . import distill  # noqa: F401
+from . import evaluation  # noqa: F401  (PerClassIoUMetric: per-class IoU as logged scalars)

@@ -1,71 +1,12 @@
-"""Shared pytest fixtures: a tiny CamVid in the real folder layout, made on the fly."""
+"""Shared pytest fixtures (helpers that tests import live in ``tests/helpers.py``)."""
 from __future__ import annotations
 
-import os
-import os.path as osp
-
-import numpy as np
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG_DIR = osp.join(ROOT, 'configs')
-
-
-def make_tiny_camvid(root: str, n_train: int = 4, n_val: int = 2, n_test: int = 2,
-                     h: int = 48, w: int = 64, seed: int = 0) -> str:
-    """Write a CamVid-shaped folder (train/ trainannot/ val/ valannot/ test/ testannot/).
-
-    Images are RGB PNGs whose colour depends on the label (so a model can learn something);
-    labels hold 0..10 plus void (11) in the bottom rows.
-
-    Args:
-        root (str): folder to create.
-        n_train, n_val, n_test (int): images per split.
-        h, w (int): image size.
-        seed (int): random seed.
-
-    Returns:
-        str: ``root``.
-    """
-    import cv2
-    rng = np.random.default_rng(seed)
-    for split, n in (('train', n_train), ('val', n_val), ('test', n_test)):
-        os.makedirs(osp.join(root, split), exist_ok=True)
-        os.makedirs(osp.join(root, split + 'annot'), exist_ok=True)
-        for i in range(n):
-            label = np.zeros((h, w), np.uint8)
-            for k in range(11):  # vertical stripes of every class, random order
-                label[:, k * w // 11:(k + 1) * w // 11] = (k + i) % 11
-            label[-4:, :] = 11  # void
-            img = (label[..., None] * np.array([23, 57, 91]) % 256).astype(np.uint8)
-            img = np.clip(img + rng.integers(0, 20, img.shape), 0, 255).astype(np.uint8)
-            name = f'0001TP_{i:06d}.png'
-            cv2.imwrite(osp.join(root, split, name), img)
-            cv2.imwrite(osp.join(root, split + 'annot', name), label)
-    return root
+from helpers import make_tiny_camvid
 
 
 @pytest.fixture(scope='session')
 def tiny_camvid(tmp_path_factory) -> str:
     """Path of a tiny CamVid folder shared by the whole session."""
     return make_tiny_camvid(str(tmp_path_factory.mktemp('camvid')))
-
-
-def tiny_data_options(data_root: str, batch_size: int = 2) -> dict:
-    """``cfg-options`` that point a CamVid config at a tiny folder, with no worker processes.
-
-    Args:
-        data_root (str): folder made by :func:`make_tiny_camvid`.
-        batch_size (int): training batch size.
-
-    Returns:
-        dict: keys in mmengine ``merge_from_dict`` form.
-    """
-    opts = {}
-    for split in ('train', 'val', 'test'):
-        key = f'{split}_dataloader'
-        opts[f'{key}.dataset.data_root'] = data_root
-        opts[f'{key}.num_workers'] = 0
-        opts[f'{key}.persistent_workers'] = False
-    opts['train_dataloader.batch_size'] = batch_size
-    return opts

@@ -57,7 +57,9 @@ def predict_logits(model: torch.nn.Module, h: int, w: int) -> torch.Tensor:
     return results[0].seg_logits.data
 
 
-def loss_and_check_grads(model: torch.nn.Module, h: int, w: int,
+def loss_and_check_grads(model: torch.nn.Module,
+                         h: int,
+                         w: int,
                          batch: int = 2) -> Dict[str, torch.Tensor]:
     """Run ``mode='loss'`` on a random batch, backward, and check every trainable parameter.
 
@@ -67,8 +69,7 @@ def loss_and_check_grads(model: torch.nn.Module, h: int, w: int,
     """
     model.train()
     num_classes = model.decode_head.num_classes
-    data = model.data_preprocessor(_samples(batch, h, w, num_classes, with_gt=True),
-                                   training=True)
+    data = model.data_preprocessor(_samples(batch, h, w, num_classes, with_gt=True), training=True)
     losses = model(**data, mode='loss')
     for name, value in losses.items():
         if 'loss' in name:

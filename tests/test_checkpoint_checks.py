@@ -13,8 +13,8 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 import rtkd  # noqa: F401
-from conftest import CONFIG_DIR
 from rtkd.distill.checkpoint_checks import check_checkpoint_match
+from helpers import CONFIG_DIR
 from test_distiller import seg_model
 
 
@@ -31,8 +31,10 @@ def teacher_keys() -> list:
 def test_matching_checkpoint_passes(teacher_keys):
     check_checkpoint_match(teacher_keys, teacher_keys, 'teacher checkpoint')
     # DataParallel prefixes, and no auxiliary head / BN step counters: still the same weights
-    trimmed = ['module.' + k for k in teacher_keys if not k.startswith('auxiliary_head.')
-               and not k.endswith('num_batches_tracked')]
+    trimmed = [
+        'module.' + k for k in teacher_keys
+        if not k.startswith('auxiliary_head.') and not k.endswith('num_batches_tracked')
+    ]
     check_checkpoint_match(teacher_keys, trimmed, 'teacher checkpoint')
 
 
@@ -42,8 +44,10 @@ def test_other_architecture_stops_listing_unmatched_keys(teacher_keys):
     with pytest.raises(ValueError) as info:
         check_checkpoint_match(teacher_keys, other, "teacher checkpoint 't.pth'")
     msg = str(info.value)
-    required = [k for k in teacher_keys if not k.startswith('auxiliary_head.')
-                and not k.endswith('num_batches_tracked')]
+    required = [
+        k for k in teacher_keys
+        if not k.startswith('auxiliary_head.') and not k.endswith('num_batches_tracked')
+    ]
     matched = len(set(required) & set(other))
     assert matched < len(required) // 2
     assert msg.startswith(f"teacher checkpoint 't.pth' matches only {matched} of the "
@@ -56,7 +60,7 @@ def test_other_architecture_stops_listing_unmatched_keys(teacher_keys):
 
 def test_threshold(teacher_keys):
     one_short = [k for k in teacher_keys if k != 'backbone.stem.0.weight']
-    with pytest.raises(ValueError, match=r"missing: backbone\.stem\.0\.weight - use"):
+    with pytest.raises(ValueError, match=r'missing: backbone\.stem\.0\.weight - use'):
         check_checkpoint_match(teacher_keys, one_short, 'teacher checkpoint')
     check_checkpoint_match(teacher_keys, one_short, 'teacher checkpoint', min_fraction=0.9)
     with pytest.raises(ValueError, match='min_fraction must be in'):

@@ -2,7 +2,7 @@
 
 A label map whose size differs from its image used to pass training (random crops slice image and
 label independently) and crash at the first validation with an ``IndexError`` naming no file.
-Tiny CamVid folders are made in the test (tests/conftest.py).
+Tiny CamVid folders are made in the test (tests/helpers.py).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from mmengine.config import Config
 from mmengine.registry import DATASETS, init_default_scope
 
 import rtkd  # noqa: F401
-from conftest import CONFIG_DIR, make_tiny_camvid
+from helpers import CONFIG_DIR, make_tiny_camvid
 
 CAMVID_BASE = osp.join(CONFIG_DIR, '_base_/datasets/camvid.py')
 TOOL = osp.join(osp.dirname(CONFIG_DIR), 'tools/misc/check_dataset.py')
@@ -35,9 +35,12 @@ def camvid(root: str, split: str, pipeline: str) -> object:
     """CamVidDataset of one split with a pipeline of the project's CamVid base."""
     base = Config.fromfile(CAMVID_BASE)
     init_default_scope('mmseg')
-    return DATASETS.build(dict(type='CamVidDataset', data_root=root,
-                               data_prefix=dict(img_path=split, seg_map_path=split + 'annot'),
-                               pipeline=base[pipeline]))
+    return DATASETS.build(
+        dict(
+            type='CamVidDataset',
+            data_root=root,
+            data_prefix=dict(img_path=split, seg_map_path=split + 'annot'),
+            pipeline=base[pipeline]))
 
 
 @pytest.mark.parametrize('pipeline', ['train_pipeline', 'test_pipeline'])
@@ -67,9 +70,9 @@ def test_check_dataset_lists_every_bad_file(tmp_path, capsys):
     cfg_file = str(tmp_path / 'cfg.py')
     with open(cfg_file, 'w') as f:
         f.write(f'_base_ = [{CAMVID_BASE!r}]\n'
-                "custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)\n"
-                + ''.join(f'{s}_dataloader = dict(dataset=dict(data_root={root!r}))\n'
-                          for s in ('train', 'val', 'test')))
+                "custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)\n" +
+                ''.join(f'{s}_dataloader = dict(dataset=dict(data_root={root!r}))\n'
+                        for s in ('train', 'val', 'test')))
     tool = runpy.run_path(TOOL)
     assert tool['main']([cfg_file]) == 1
     out = capsys.readouterr().out

@@ -1,6 +1,6 @@
 """Distiller through the real mmengine Runner: train/val/test, resume, student export, DDP, recipes.
 
-Tiny CamVid (tests/conftest.py), 32x48 crops, 2-3 iterations, tiny mmseg models.
+Tiny CamVid (tests/helpers.py), 32x48 crops, 2-3 iterations, tiny mmseg models.
 """
 from __future__ import annotations
 

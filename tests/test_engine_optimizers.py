@@ -9,8 +9,10 @@ import rtkd  # noqa: F401
 from rtkd.engine.optimizers import TFRMSprop
 from rt_model_checks import build_model, load_cfg
 
-CONTEXTNET = ['configs/contextnet/contextnet_2k_camvid-360x480.py',
-              'configs/contextnet/contextnet_150k_cityscapes-512x1024.py']
+CONTEXTNET = [
+    'configs/contextnet/contextnet_2k_camvid-360x480.py',
+    'configs/contextnet/contextnet_150k_cityscapes-512x1024.py'
+]
 GRADS = np.random.default_rng(0).normal(scale=3.0, size=(6, 5))
 LRS = [0.045, 0.04, 0.03, 0.03, 0.01, 0.005]  # a schedule: TF keeps the lr in the momentum
 
@@ -55,8 +57,10 @@ def test_differs_from_torch_rmsprop_with_the_same_numbers() -> None:
     # with eps 0, ms starting at 0 and a constant lr the two are the same algorithm
     lrs = [0.01] * len(GRADS)
     same = dict(alpha=0.9, momentum=0.9, eps=0.0)
-    np.testing.assert_allclose(run(TFRMSprop, p0, GRADS, lrs, ms_init=0.0, **same),
-                               run(torch.optim.RMSprop, p0, GRADS, lrs, **same), rtol=1e-12)
+    np.testing.assert_allclose(
+        run(TFRMSprop, p0, GRADS, lrs, ms_init=0.0, **same),
+        run(torch.optim.RMSprop, p0, GRADS, lrs, **same),
+        rtol=1e-12)
 
 
 def test_state_dict_round_trip_continues_identically() -> None:

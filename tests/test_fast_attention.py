@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from mmseg.registry import MODELS
 
 import rtkd  # noqa: F401  (registers the layer)
-from mmseg.registry import MODELS
 from rtkd.models.layers import FastAttention
 
 
@@ -79,11 +79,14 @@ def test_scaling_makes_output_size_independent() -> None:
     q = torch.ones(1, 4, 3, 3)
     v = torch.full((1, 2, 3, 3), 2.0)
     small = FastAttention.attend(q, q, v)
-    large = FastAttention.attend(torch.ones(1, 4, 12, 12), torch.ones(1, 4, 12, 12),
-                                 torch.full((1, 2, 12, 12), 2.0))
+    large = FastAttention.attend(
+        torch.ones(1, 4, 12, 12), torch.ones(1, 4, 12, 12), torch.full((1, 2, 12, 12), 2.0))
     assert torch.allclose(small.mean(), large.mean())
-    unscaled = FastAttention.attend(torch.ones(1, 4, 12, 12), torch.ones(1, 4, 12, 12),
-                                    torch.full((1, 2, 12, 12), 2.0), scale_by_pixels=False)
+    unscaled = FastAttention.attend(
+        torch.ones(1, 4, 12, 12),
+        torch.ones(1, 4, 12, 12),
+        torch.full((1, 2, 12, 12), 2.0),
+        scale_by_pixels=False)
     assert torch.allclose(unscaled.mean(), torch.tensor(2.0 * 144))
 
 

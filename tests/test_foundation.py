@@ -1,4 +1,5 @@
-"""Foundation: configs build, CamVid loads, the real Runner trains/tests/resumes, CPU DDP, errors."""
+"""Foundation: configs build, CamVid loads, the real Runner trains/tests/resumes, CPU DDP,
+errors."""
 from __future__ import annotations
 
 import glob
@@ -15,7 +16,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import rtkd  # noqa: F401  (registers modules, safe checkpoint loading)
-from conftest import CONFIG_DIR, ROOT, tiny_data_options
+from helpers import CONFIG_DIR, ROOT, tiny_data_options
 
 BASELINE = osp.join(CONFIG_DIR, 'baselines', 'mmseg-fast-scnn_2k_camvid-360x480.py')
 
@@ -29,8 +30,10 @@ def tiny_cfg(path, data_root, work_dir, iters=2, **extra):
     cfg = Config.fromfile(path)
     opts = tiny_data_options(data_root)
     opts.update({
-        'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
-        'default_hooks.checkpoint.interval': iters, 'default_hooks.logger.interval': 1,
+        'train_cfg.max_iters': iters,
+        'train_cfg.val_interval': iters,
+        'default_hooks.checkpoint.interval': iters,
+        'default_hooks.logger.interval': 1,
         'model.data_preprocessor.size': (32, 48),
         'train_dataloader.dataset.pipeline.2.scale': (64, 48),
         'train_dataloader.dataset.pipeline.3.crop_size': (32, 48),
@@ -119,26 +122,38 @@ def test_train_test_resume_cpu(tiny_camvid, tmp_path):
 
 
 def test_tools_test_missing_checkpoint_is_clear(tmp_path):
-    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), BASELINE,
-                          str(tmp_path / 'missing.pth')], capture_output=True, text=True)
+    out = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'test.py'), BASELINE,
+        str(tmp_path / 'missing.pth')
+    ],
+                         capture_output=True,
+                         text=True)
     assert out.returncode != 0
     assert 'checkpoint file not found' in out.stderr and 'missing.pth' in out.stderr
 
 
 def test_cpu_distributed_two_processes(tiny_camvid, tmp_path):
     """torchrun with 2 processes on CPU (gloo) through tools/train.py."""
-    torchrun = shutil.which('torchrun', path=osp.dirname(sys.executable)) or shutil.which('torchrun')
+    torchrun = shutil.which(
+        'torchrun', path=osp.dirname(sys.executable)) or shutil.which('torchrun')
     assert torchrun, 'torchrun must be installed beside python'
     opts = tiny_data_options(tiny_camvid, batch_size=2)
-    opts.update({'train_cfg.max_iters': 2, 'train_cfg.val_interval': 2,
-                 'default_hooks.checkpoint.interval': 2, 'default_hooks.logger.interval': 1,
-                 'model.data_preprocessor.size': '(32,48)',
-                 'train_dataloader.dataset.pipeline.2.scale': '(64,48)',
-                 'train_dataloader.dataset.pipeline.3.crop_size': '(32,48)',
-                 'val_dataloader.dataset.pipeline.1.scale': '(64,48)'})
-    cmd = [torchrun, '--nproc_per_node=2', '--master_port=29533',
-           osp.join(ROOT, 'tools', 'train.py'), BASELINE, '--launcher', 'pytorch',
-           '--work-dir', str(tmp_path / 'ddp'), '--cfg-options']
+    opts.update({
+        'train_cfg.max_iters': 2,
+        'train_cfg.val_interval': 2,
+        'default_hooks.checkpoint.interval': 2,
+        'default_hooks.logger.interval': 1,
+        'model.data_preprocessor.size': '(32,48)',
+        'train_dataloader.dataset.pipeline.2.scale': '(64,48)',
+        'train_dataloader.dataset.pipeline.3.crop_size': '(32,48)',
+        'val_dataloader.dataset.pipeline.1.scale': '(64,48)'
+    })
+    cmd = [
+        torchrun, '--nproc_per_node=2', '--master_port=29533',
+        osp.join(ROOT, 'tools', 'train.py'), BASELINE, '--launcher', 'pytorch', '--work-dir',
+        str(tmp_path / 'ddp'), '--cfg-options'
+    ]
     cmd += [f'{k}={v}' for k, v in opts.items()]
     env = dict(os.environ, OMP_NUM_THREADS='1')
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
@@ -153,8 +168,9 @@ def test_project_template_builds():
     """The projects/ template config imports its own module and builds."""
     sys.path.insert(0, ROOT)
     try:
-        cfg = Config.fromfile(osp.join(ROOT, 'projects', 'example_project', 'configs',
-                                       'example-fcn-dsconv_2k_camvid-360x480.py'))
+        cfg = Config.fromfile(
+            osp.join(ROOT, 'projects', 'example_project', 'configs',
+                     'example-fcn-dsconv_2k_camvid-360x480.py'))
         from mmengine.registry import MODELS, init_default_scope
         init_default_scope('mmseg')
         model = MODELS.build(cfg.model)
@@ -173,6 +189,5 @@ def test_weighted_cross_entropy_with_ignored_pixels():
     label = torch.randint(0, 3, (2, 4, 5))
     label[0, 0, :] = 255
     loss = CrossEntropyLoss(class_weight=w, loss_weight=1.0)(logits, label, ignore_index=255)
-    ref = torch.nn.functional.cross_entropy(logits, label, weight=torch.tensor(w),
-                                            ignore_index=255)
+    ref = torch.nn.functional.cross_entropy(logits, label, weight=torch.tensor(w), ignore_index=255)
     assert torch.allclose(loss, ref, atol=1e-6)

@@ -64,8 +64,7 @@ def test_inverted_residual_stage():
         make_bottleneck_stage(8, 8, 1, stride=3)
 
 
-@pytest.mark.parametrize('stride,size,expected', [(1, (13, 17), (13, 17)),
-                                                  (2, (13, 17), (7, 9))])
+@pytest.mark.parametrize('stride,size,expected', [(1, (13, 17), (13, 17)), (2, (13, 17), (7, 9))])
 def test_esp_module_shape_grad(stride, size, expected):
     m = ESPModule(20 if stride == 1 else 10, 20, stride=stride)
     out = _check_grads(m, torch.randn(2, m.reduce.in_channels, *size))

@@ -59,9 +59,10 @@ def test_bad_head_argument_fails_at_build():
 
 
 # ERFNet's published Cityscapes decoder weights, 1 / ln(1.10 + p) (ESPNet's formula and constant)
-ERFNET_CITYSCAPES = [2.8149, 6.9850, 3.7890, 9.9428, 9.7702, 9.5111, 10.3114, 10.0265, 4.6323,
-                     9.5608, 7.8698, 9.5169, 10.3737, 6.6616, 10.2605, 10.2879, 10.2898, 10.4054,
-                     10.1381]
+ERFNET_CITYSCAPES = [
+    2.8149, 6.9850, 3.7890, 9.9428, 9.7702, 9.5111, 10.3114, 10.0265, 4.6323, 9.5608, 7.8698,
+    9.5169, 10.3737, 6.6616, 10.2605, 10.2879, 10.2898, 10.4054, 10.1381
+]
 
 
 def test_cityscapes_recipe_uses_official_scale_and_class_weights():

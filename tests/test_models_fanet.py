@@ -9,12 +9,11 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
-
-import rtkd  # noqa: F401
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from conftest import CONFIG_DIR, tiny_data_options
+import rtkd  # noqa: F401
+from helpers import CONFIG_DIR, tiny_data_options
 
 CFG = osp.join(CONFIG_DIR, 'fanet')
 CAMVID18 = osp.join(CFG, 'fanet-r18_10k_camvid-360x480.py')
@@ -99,12 +98,17 @@ def test_official_ohem_loss_on_all_outputs(path, crop) -> None:
         assert loss.min_kept == crop[0] * crop[1] // 16  # the official n_min per image
     from rtkd.models.losses import OhemCrossEntropyLoss
     model, _ = build(path)
-    assert all(isinstance(h.loss_decode, OhemCrossEntropyLoss) and h.sampler is None
-               for h in [model.decode_head, *model.auxiliary_head])
+    assert all(
+        isinstance(h.loss_decode, OhemCrossEntropyLoss) and h.sampler is None
+        for h in [model.decode_head, *model.auxiliary_head])
 
 
-def official_lr(it: int, max_iter: int, lr0: float = 1e-2, warmup: int = 1000,
-                start: float = 1e-5, power: float = 0.9) -> float:
+def official_lr(it: int,
+                max_iter: int,
+                lr0: float = 1e-2,
+                warmup: int = 1000,
+                start: float = 1e-5,
+                power: float = 0.9) -> float:
     """``AdaOptimizer.get_lr`` of the official FANet code (Train/ptsemseg/optimizers)."""
     if it <= warmup:
         return start * ((lr0 / start)**(1. / warmup))**it
@@ -122,8 +126,7 @@ def test_official_warmup_and_poly_schedule(path) -> None:
     assert (opt_cfg['lr'], opt_cfg['momentum'], opt_cfg['weight_decay']) == (0.01, 0.9, 5e-4)
     optimizer = torch.optim.SGD([param], **opt_cfg)
     init_default_scope('mmseg')
-    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer))
-                  for s in cfg.param_scheduler]
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in cfg.param_scheduler]
     worst = 0.0
     for it in range(cfg.train_cfg.max_iters):
         lr = optimizer.param_groups[0]['lr']
@@ -186,8 +189,11 @@ def test_camvid_config_trains_two_iterations(tiny_camvid, tmp_path) -> None:
     cfg = Config.fromfile(CAMVID18)
     cfg.merge_from_dict(tiny_data_options(tiny_camvid))
     cfg.train_dataloader.dataset.pipeline = [
-        dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-        dict(type='RandomCrop', crop_size=(48, 64)), dict(type='PackSegInputs')]
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations'),
+        dict(type='RandomCrop', crop_size=(48, 64)),
+        dict(type='PackSegInputs')
+    ]
     cfg.model.data_preprocessor.size = (48, 64)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=100)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=100, save_last=False)
@@ -200,8 +206,7 @@ def test_camvid_config_trains_two_iterations(tiny_camvid, tmp_path) -> None:
         runner.train()
     assert runner.iter == 2
     # the Runner steps the schedulers as test_official_warmup_and_poly_schedule does
-    assert runner.optim_wrapper.get_lr()['lr'][0] == pytest.approx(official_lr(2, 10000),
-                                                                   rel=1e-9)
+    assert runner.optim_wrapper.get_lr()['lr'][0] == pytest.approx(official_lr(2, 10000), rel=1e-9)
 
 
 def test_torchvision_checkpoint_fits_nested_encoder(tmp_path) -> None:

@@ -45,8 +45,11 @@ def test_paper_parameter_count():
 
 
 def test_wrong_head_in_channels_fails_clearly():
-    m = build_model(load_cfg(CAMVID, {'model.decode_head.in_channels': 64,
-                                      'model.decode_head.channels': 64}))
+    m = build_model(
+        load_cfg(CAMVID, {
+            'model.decode_head.in_channels': 64,
+            'model.decode_head.channels': 64
+        }))
     with pytest.raises(ValueError, match='in_channels=64 does not match'):
         predict_logits(m, 64, 96)
 
@@ -72,7 +75,7 @@ def test_onnx_export_matches_torch(model, tmp_path):
     net = Net(model).eval()
     x = torch.randn(1, 3, 64, 96)  # 1/32 map is 2 x 3
     path = str(tmp_path / 'fast_scnn.onnx')
-    torch.onnx.export(net, (x,), path, opset_version=17, dynamo=False)
+    torch.onnx.export(net, (x, ), path, opset_version=17, dynamo=False)
     sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():

@@ -9,12 +9,11 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
-
-import rtkd  # noqa: F401
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from conftest import CONFIG_DIR, tiny_data_options
+import rtkd  # noqa: F401
+from helpers import CONFIG_DIR, tiny_data_options
 
 CAMVID = osp.join(CONFIG_DIR, 'linknet', 'linknet-r18_5k_camvid-360x480.py')
 CITYSCAPES = osp.join(CONFIG_DIR, 'linknet', 'linknet-r18_40k_cityscapes-512x1024.py')
@@ -129,8 +128,11 @@ def test_camvid_config_trains_two_iterations(tiny_camvid, tmp_path) -> None:
     cfg = Config.fromfile(CAMVID)
     cfg.merge_from_dict(tiny_data_options(tiny_camvid))
     cfg.train_dataloader.dataset.pipeline = [
-        dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-        dict(type='RandomCrop', crop_size=(32, 48)), dict(type='PackSegInputs')]
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations'),
+        dict(type='RandomCrop', crop_size=(32, 48)),
+        dict(type='PackSegInputs')
+    ]
     cfg.model.data_preprocessor.size = (32, 48)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=100)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=100, save_last=False)
@@ -145,7 +147,8 @@ def test_camvid_config_trains_two_iterations(tiny_camvid, tmp_path) -> None:
 
 
 def test_class_weighted_loss_matches_pytorch_with_ignored_pixels() -> None:
-    """mmseg#3734 (class_weight + label 255 crash) is fixed by rtkd.compat: torch's weighted mean."""
+    """mmseg#3734 (class_weight + label 255 crash) is fixed by rtkd.compat: torch's weighted
+    mean."""
     import torch.nn.functional as F
     model, cfg = build(CAMVID)
     head = model.decode_head
@@ -189,11 +192,12 @@ def test_cityscapes_weights_follow_the_linknet_formula() -> None:
     """1 / ln(1.02 + h / max h) (official LinkNet), on the class frequencies ERFNet's published
     1 / ln(1.10 + p) weights encode - not ERFNet's weights themselves (another formula)."""
     import math
-    erfnet = [2.8149201869965, 6.9850029945374, 3.7890393733978, 9.9428062438965,
-              9.7702074050903, 9.5110931396484, 10.311357498169, 10.026463508606,
-              4.6323022842407, 9.5608062744141, 7.8698215484619, 9.5168733596802,
-              10.373730659485, 6.6616044044495, 10.260489463806, 10.287888526917,
-              10.289801597595, 10.405355453491, 10.138095855713]  # erfnet_pytorch train/main.py
+    erfnet = [
+        2.8149201869965, 6.9850029945374, 3.7890393733978, 9.9428062438965, 9.7702074050903,
+        9.5110931396484, 10.311357498169, 10.026463508606, 4.6323022842407, 9.5608062744141,
+        7.8698215484619, 9.5168733596802, 10.373730659485, 6.6616044044495, 10.260489463806,
+        10.287888526917, 10.289801597595, 10.405355453491, 10.138095855713
+    ]  # erfnet_pytorch train/main.py
     freq = [math.exp(1 / w) - 1.10 for w in erfnet]
     expected = [1 / math.log(1.02 + f / max(freq)) for f in freq]
     weights = Config.fromfile(CITYSCAPES).model.decode_head.loss_decode.class_weight

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-
-import rtkd  # noqa: F401
 from mmseg.models.losses import CrossEntropyLoss
 from mmseg.registry import MODELS
 from mmseg.structures.sampler import OHEMPixelSampler
+
+import rtkd  # noqa: F401
 
 IGNORE = 255
 
@@ -60,14 +60,15 @@ def test_value_by_hand() -> None:
     # min_kept 4 > 3 hard pixels: the 4 valid ones, (0.1054 + 0.5108 + 0.6931 + 1.6094) / 4
     assert build(thresh=0.7, min_kept=4)(logits, label).item() == pytest.approx(0.729693, abs=1e-6)
     # min_kept beyond the valid pixels never takes the ignored one
-    assert build(thresh=0.7, min_kept=50)(logits, label).item() == pytest.approx(0.729693,
-                                                                                  abs=1e-6)
+    assert build(thresh=0.7, min_kept=50)(logits, label).item() == pytest.approx(0.729693, abs=1e-6)
     # thresh=None: exactly the min_kept hardest (0.2 and 0.5)
-    assert build(thresh=None, min_kept=2)(logits, label).item() == pytest.approx(
-        (1.609438 + 0.693147) / 2, abs=1e-6)
+    assert build(
+        thresh=None, min_kept=2)(logits, label).item() == pytest.approx(
+            (1.609438 + 0.693147) / 2, abs=1e-6)
     # loss_weight multiplies
-    assert build(thresh=0.7, min_kept=1, loss_weight=0.5)(logits, label).item() == pytest.approx(
-        0.937804 / 2, abs=1e-6)
+    assert build(
+        thresh=0.7, min_kept=1, loss_weight=0.5)(logits, label).item() == pytest.approx(
+            0.937804 / 2, abs=1e-6)
 
 
 @pytest.mark.parametrize('min_kept', [4, 60, 150])
@@ -75,20 +76,19 @@ def test_equals_mmseg_sampler_path_times_valid_over_kept(min_kept) -> None:
     """Same kept pixels as mmseg's OHEMPixelSampler; mmseg divides by #valid (or all pixels)."""
     logits, label = random_batch(0)
     ours = build(thresh=0.7, min_kept=min_kept)
-    sampler = OHEMPixelSampler(SimpleNamespace(ignore_index=IGNORE), thresh=0.7,
-                               min_kept=min_kept)
+    sampler = OHEMPixelSampler(SimpleNamespace(ignore_index=IGNORE), thresh=0.7, min_kept=min_kept)
     seg_weight = sampler.sample(logits, label.unsqueeze(1))
     valid = label != IGNORE
-    keep = ours.kept_mask(F.cross_entropy(logits, label, ignore_index=IGNORE, reduction='none'),
-                          valid)
+    keep = ours.kept_mask(
+        F.cross_entropy(logits, label, ignore_index=IGNORE, reduction='none'), valid)
     assert torch.equal(keep, seg_weight.bool())
     n_kept, n_valid = int(keep.sum()), int(valid.sum())
     assert n_kept < n_valid  # the cases below differ only through the divisor
     value = ours(logits, label, ignore_index=IGNORE)
-    mm_valid = CrossEntropyLoss(avg_non_ignore=True)(logits, label, weight=seg_weight,
-                                                     ignore_index=IGNORE)
-    mm_all = CrossEntropyLoss(avg_non_ignore=False)(logits, label, weight=seg_weight,
-                                                    ignore_index=IGNORE)
+    mm_valid = CrossEntropyLoss(avg_non_ignore=True)(
+        logits, label, weight=seg_weight, ignore_index=IGNORE)
+    mm_all = CrossEntropyLoss(avg_non_ignore=False)(
+        logits, label, weight=seg_weight, ignore_index=IGNORE)
     assert value.item() == pytest.approx(mm_valid.item() * n_valid / n_kept, rel=1e-9)
     assert value.item() == pytest.approx(mm_all.item() * label.numel() / n_kept, rel=1e-9)
 
@@ -98,8 +98,9 @@ def test_matches_official_ohem_rule(seed, min_kept) -> None:
     logits, label = random_batch(seed)
     n_min = min_kept * logits.shape[0]  # official n_min = images per GPU x crop area / 16
     expected = official_ohem(logits, label, 0.7, n_min)
-    assert build(thresh=0.7, min_kept=min_kept)(logits, label).item() == pytest.approx(
-        expected.item(), rel=1e-12)
+    assert build(
+        thresh=0.7, min_kept=min_kept)(logits, label).item() == pytest.approx(
+            expected.item(), rel=1e-12)
 
 
 def test_min_kept_rule() -> None:
@@ -156,8 +157,9 @@ def test_reductions_and_misuse() -> None:
     per_pixel = loss(logits, label, reduction_override='none')
     assert per_pixel.shape == label.shape
     keep = per_pixel > 0
-    assert loss(logits, label, reduction_override='sum').item() == pytest.approx(
-        per_pixel.sum().item(), rel=1e-12)
+    assert loss(
+        logits, label, reduction_override='sum').item() == pytest.approx(
+            per_pixel.sum().item(), rel=1e-12)
     assert loss(logits, label).item() == pytest.approx(per_pixel[keep].mean().item(), rel=1e-12)
     assert loss.loss_name == 'loss_ce'
     with pytest.raises(ValueError, match='sampler'):

@@ -9,7 +9,7 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from conftest import CONFIG_DIR, ROOT
+from helpers import CONFIG_DIR, ROOT
 
 TOOL = osp.join(ROOT, 'tools', 'dataset_converters', 'class_weights.py')
 ESPNET = osp.join(CONFIG_DIR, 'espnet', 'espnet_2k_camvid-360x480.py')
@@ -17,25 +17,21 @@ LINKNET = osp.join(CONFIG_DIR, 'linknet', 'linknet-r18_5k_camvid-360x480.py')
 
 # two 4x8 label maps; 11 is CamVid's void (mapped to 255 by the dataset, ignored)
 LABELS = [
-    [[0, 0, 0, 0, 0, 0, 0, 0],
-     [1, 1, 1, 1, 2, 2, 3, 3],
-     [4, 4, 5, 6, 7, 8, 9, 10],
+    [[0, 0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 2, 2, 3, 3], [4, 4, 5, 6, 7, 8, 9, 10],
      [11, 11, 11, 11, 0, 0, 1, 1]],
-    [[0, 0, 0, 0, 1, 1, 1, 1],
-     [2, 2, 2, 2, 3, 3, 3, 3],
-     [4, 5, 6, 7, 8, 9, 10, 10],
+    [[0, 0, 0, 0, 1, 1, 1, 1], [2, 2, 2, 2, 3, 3, 3, 3], [4, 5, 6, 7, 8, 9, 10, 10],
      [11, 11, 11, 11, 11, 11, 11, 11]],
 ]
 # h = [14, 10, 6, 6, 3, 2, 2, 2, 2, 2, 3] (52 pixels), 12 void; by hand:
 # espnet 1/ln(1.10 + h/52), linknet 1/ln(1.02 + h/14), espnet counting void 1/ln(1.10 + h/64)
-ESPNET_W = [3.1822, 3.8997, 5.1266, 5.1266, 6.8293, 7.7114, 7.7114, 7.7114, 7.7114, 7.7114,
-            6.8293]
-LINKNET_W = [1.4223, 1.8162, 2.6985, 2.6985, 4.7508, 6.6278, 6.6278, 6.6278, 6.6278, 6.6278,
-             4.7508]
-ESPNET_VOID_W = [3.6142, 4.3834, 5.6465, 5.6465, 7.2971, 8.1088, 8.1088, 8.1088, 8.1088, 8.1088,
-                 7.2971]
-ENET_W = [3.9363, 5.1941, 7.8758, 7.8758, 13.3651, 17.6005, 17.6005, 17.6005, 17.6005, 17.6005,
-          13.3651]
+ESPNET_W = [3.1822, 3.8997, 5.1266, 5.1266, 6.8293, 7.7114, 7.7114, 7.7114, 7.7114, 7.7114, 6.8293]
+LINKNET_W = [1.4223, 1.8162, 2.6985, 2.6985, 4.7508, 6.6278, 6.6278, 6.6278, 6.6278, 6.6278, 4.7508]
+ESPNET_VOID_W = [
+    3.6142, 4.3834, 5.6465, 5.6465, 7.2971, 8.1088, 8.1088, 8.1088, 8.1088, 8.1088, 7.2971
+]
+ENET_W = [
+    3.9363, 5.1941, 7.8758, 7.8758, 13.3651, 17.6005, 17.6005, 17.6005, 17.6005, 17.6005, 13.3651
+]
 
 
 @pytest.fixture(scope='module')
@@ -68,17 +64,19 @@ def printed_list(text: str) -> list:
     return ast.literal_eval(assign.value)
 
 
-@pytest.mark.parametrize('config, args, expected', [
-    (ESPNET, ['--method', 'espnet'], ESPNET_W),
-    (LINKNET, ['--method', 'linknet'], LINKNET_W),
-    (ESPNET, ['--method', 'espnet', '--count-ignored'], ESPNET_VOID_W),
-    (ESPNET, ['--method', 'enet'], ENET_W),
-    (ESPNET, ['--method', 'espnet', '--c', '1.02'], ENET_W),
-    (LINKNET, ['--method', 'linknet', '--count-ignored'], LINKNET_W),  # void is not the max
-])
+@pytest.mark.parametrize(
+    'config, args, expected',
+    [
+        (ESPNET, ['--method', 'espnet'], ESPNET_W),
+        (LINKNET, ['--method', 'linknet'], LINKNET_W),
+        (ESPNET, ['--method', 'espnet', '--count-ignored'], ESPNET_VOID_W),
+        (ESPNET, ['--method', 'enet'], ENET_W),
+        (ESPNET, ['--method', 'espnet', '--c', '1.02'], ENET_W),
+        (LINKNET, ['--method', 'linknet', '--count-ignored'], LINKNET_W),  # void is not the max
+    ])
 def test_weights_on_tiny_dataset(tool, tiny_root, capsys, config, args, expected) -> None:
-    weights = tool.main([config, *args,
-                         '--cfg-options', f'train_dataloader.dataset.data_root={tiny_root}'])
+    weights = tool.main(
+        [config, *args, '--cfg-options', f'train_dataloader.dataset.data_root={tiny_root}'])
     out = capsys.readouterr().out
     assert printed_list(out) == expected
     assert weights == pytest.approx(expected, abs=5e-5)
@@ -97,10 +95,10 @@ def test_counts_follow_the_config_split(tool, tiny_root) -> None:
 
 def test_formulas_and_errors(tool) -> None:
     assert tool.class_weights([1, 1], 'linknet') == pytest.approx([1 / np.log(2.02)] * 2)
-    assert tool.class_weights([3, 1], 'espnet', c=1.5) == pytest.approx(
-        [1 / np.log(2.25), 1 / np.log(1.75)])
-    assert tool.class_weights([1, 1], 'linknet', ignored=4, count_ignored=True) == pytest.approx(
-        [1 / np.log(1.27)] * 2)
+    assert tool.class_weights([3, 1], 'espnet',
+                              c=1.5) == pytest.approx([1 / np.log(2.25), 1 / np.log(1.75)])
+    assert tool.class_weights([1, 1], 'linknet', ignored=4,
+                              count_ignored=True) == pytest.approx([1 / np.log(1.27)] * 2)
     with pytest.raises(ValueError, match='no labelled pixel'):
         tool.class_weights([0, 0], 'enet')
     with pytest.raises(SystemExit):

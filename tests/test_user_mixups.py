@@ -1,5 +1,6 @@
 """Mix-ups a user makes: a distiller checkpoint in a student config loads its student, a student
-checkpoint in a recipe loads into the student; an unknown loss / connector type lists close names."""
+checkpoint in a recipe loads into the student; an unknown loss / connector type lists close
+names."""
 from __future__ import annotations
 
 import torch
@@ -13,6 +14,7 @@ from test_distiller import seg_model
 def _fresh_logger():
     """A new current MMLogger whose handler writes to this test's (captured) stdout."""
     import uuid
+
     from mmengine.logging import MMLogger
     MMLogger.get_instance(f'test_{uuid.uuid4().hex}')
 
@@ -36,11 +38,12 @@ def _build(cfg):
 
 
 def _distiller(teacher_model):
-    return dict(type='Distiller', student=dict(model=seg_model(4), scope='mmseg'),
-                teacher=dict(model=teacher_model, scope='mmseg', checkpoint=None),
-                taps=dict(s='student:decode_head.conv_seg', t='teacher:decode_head.conv_seg'),
-                losses=dict(loss_kd=dict(type='ChannelWiseKD', tau=1.0, student='s',
-                                         teacher='t')))
+    return dict(
+        type='Distiller',
+        student=dict(model=seg_model(4), scope='mmseg'),
+        teacher=dict(model=teacher_model, scope='mmseg', checkpoint=None),
+        taps=dict(s='student:decode_head.conv_seg', t='teacher:decode_head.conv_seg'),
+        losses=dict(loss_kd=dict(type='ChannelWiseKD', tau=1.0, student='s', teacher='t')))
 
 
 def test_distiller_checkpoint_into_student_config(tmp_path, capsys):
@@ -89,13 +92,16 @@ def test_matching_checkpoints_are_left_alone(tmp_path, capsys):
 
 def test_unknown_loss_and_connector_types_list_close_names():
     import pytest
+
     from rtkd.distill.connectors import build_connector
     cfg = _distiller(seg_model(4))
     cfg['losses'] = dict(loss_kd=dict(type='ChanelWiseKD', student='s', teacher='t'))
-    with pytest.raises(KeyError, match="close registered names: ChannelWiseKD"):
+    with pytest.raises(KeyError, match='close registered names: ChannelWiseKD'):
         _build(cfg)
-    with pytest.raises(KeyError, match="'ConvBnConnector' is not registered; close registered "
-                                       "names: ConvBNConnector"):
+    with pytest.raises(
+            KeyError,
+            match="'ConvBnConnector' is not registered; close registered "
+            'names: ConvBNConnector'):
         build_connector(dict(type='ConvBnConnector', in_channels=4, out_channels=8))
 
 

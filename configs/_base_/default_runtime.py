@@ -1,8 +1,8 @@
 _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=3,
-                    save_last=True),
+    checkpoint=dict(
+        type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=3, save_last=True),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     visualization=dict(type='SegVisualizationHook', draw=False, interval=50),
     # stops a diverged run (NaN/inf loss) before that iteration's checkpoint; a default hook, not

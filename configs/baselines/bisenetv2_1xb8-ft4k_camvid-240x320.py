@@ -14,6 +14,12 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=100, end=max_iters, by_epoch=False),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=400)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=400,
-                                     max_keep_ckpts=2, save_best='mIoU', save_last=True))
+default_hooks = dict(
+    checkpoint=dict(
+        type='CheckpointHook',
+        by_epoch=False,
+        interval=400,
+        max_keep_ckpts=2,
+        save_best='mIoU',
+        save_last=True))
 randomness = dict(seed=0)

@@ -12,18 +12,35 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(norm_cfg=norm_cfg),
     decode_head=dict(
-        num_classes=num_classes, norm_cfg=norm_cfg,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         avg_non_ignore=True, loss_weight=1.0)),
+        num_classes=num_classes,
+        norm_cfg=norm_cfg,
+        loss_decode=dict(
+            type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=1.0)),
     auxiliary_head=[
-        dict(type='FCNHead', in_channels=128, channels=32, num_convs=1, num_classes=num_classes,
-             in_index=-2, norm_cfg=norm_cfg, concat_input=False, align_corners=False,
-             loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                              avg_non_ignore=True, loss_weight=0.4)),
-        dict(type='FCNHead', in_channels=64, channels=32, num_convs=1, num_classes=num_classes,
-             in_index=-3, norm_cfg=norm_cfg, concat_input=False, align_corners=False,
-             loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                              avg_non_ignore=True, loss_weight=0.4)),
+        dict(
+            type='FCNHead',
+            in_channels=128,
+            channels=32,
+            num_convs=1,
+            num_classes=num_classes,
+            in_index=-2,
+            norm_cfg=norm_cfg,
+            concat_input=False,
+            align_corners=False,
+            loss_decode=dict(
+                type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=0.4)),
+        dict(
+            type='FCNHead',
+            in_channels=64,
+            channels=32,
+            num_convs=1,
+            num_classes=num_classes,
+            in_index=-3,
+            norm_cfg=norm_cfg,
+            concat_input=False,
+            align_corners=False,
+            loss_decode=dict(
+                type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=0.4)),
     ])
 max_iters = 2000
 optimizer = dict(type='SGD', lr=0.12, momentum=0.9, weight_decay=4e-5)

@@ -3,5 +3,6 @@
 # (avg_non_ignore=True; mmseg's default divides by all pixels, ignored ones included).
 _base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
-model = dict(decode_head=dict(loss_decode=dict(avg_non_ignore=True)),
-             auxiliary_head=dict(loss_decode=dict(avg_non_ignore=True)))
+model = dict(
+    decode_head=dict(loss_decode=dict(avg_non_ignore=True)),
+    auxiliary_head=dict(loss_decode=dict(avg_non_ignore=True)))

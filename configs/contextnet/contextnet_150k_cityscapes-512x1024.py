@@ -19,8 +19,7 @@ max_iters = 150000
 optim_wrapper = dict(
     _delete_=True,  # drop the base's SGD keys
     type='OptimWrapper',
-    optimizer=dict(type='TFRMSprop', lr=0.045, alpha=0.9, momentum=0.9, eps=1.0,
-                   weight_decay=4e-5),
+    optimizer=dict(type='TFRMSprop', lr=0.045, alpha=0.9, momentum=0.9, eps=1.0, weight_decay=4e-5),
     paramwise_cfg=dict(dwconv_decay_mult=0.0))
 param_scheduler = [
     dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False),

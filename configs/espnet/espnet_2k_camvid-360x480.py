@@ -9,22 +9,26 @@
 # counts void as an extra class: --count-ignored gives 4.2053, 3.4828, 9.5964, 2.8715, 7.3918,
 # 5.5550, 9.4414, 9.4785, 6.7906, 9.8908, 10.2084).
 _base_ = [
-    '../_base_/models/espnet.py', '../_base_/datasets/camvid.py',
-    '../_base_/default_runtime.py', '../_base_/schedules/schedule_poly.py'
+    '../_base_/models/espnet.py', '../_base_/datasets/camvid.py', '../_base_/default_runtime.py',
+    '../_base_/schedules/schedule_poly.py'
 ]
 crop_size = (360, 480)
 data_preprocessor = dict(size=crop_size, seg_pad_val=255)
-class_weight = [4.1112, 3.3982, 9.563, 2.798, 7.3049, 5.454, 9.4029, 9.4412, 6.6961, 9.8676,
-                10.1971]
+class_weight = [
+    4.1112, 3.3982, 9.563, 2.798, 7.3049, 5.454, 9.4029, 9.4412, 6.6961, 9.8676, 10.1971
+]
 model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(
         num_classes=11,
         # weighted mean over non-ignored pixels: sum_p w_y(p) CE(p) / sum_p w_y(p) (as torch);
         # rtkd.compat fixes mmseg 1.2.2's crash of this path on ignored (255) pixels.
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         avg_non_ignore=True, loss_weight=1.0,
-                         class_weight=class_weight)))
+        loss_decode=dict(
+            type='CrossEntropyLoss',
+            use_sigmoid=False,
+            avg_non_ignore=True,
+            loss_weight=1.0,
+            class_weight=class_weight)))
 max_iters = 2000
 optim_wrapper = dict(
     _delete_=True,  # drop the base's SGD keys

@@ -35,9 +35,12 @@ model = dict(
     decode_head=dict(
         # weighted mean over non-ignored pixels: sum_p w_y(p) CE(p) / sum_p w_y(p) (as torch);
         # rtkd.compat fixes mmseg 1.2.2's crash of this path on ignored (255) pixels.
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         avg_non_ignore=True, loss_weight=1.0,
-                         class_weight=class_weight)))
+        loss_decode=dict(
+            type='CrossEntropyLoss',
+            use_sigmoid=False,
+            avg_non_ignore=True,
+            loss_weight=1.0,
+            class_weight=class_weight)))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),

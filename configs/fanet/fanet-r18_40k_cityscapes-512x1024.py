@@ -14,21 +14,39 @@ _base_ = [
 crop_size = (512, 1024)
 num_classes = 19
 # per image, as the official n_min (= images per GPU x crop area / 16 for the batch)
-ohem_loss = dict(type='OhemCrossEntropyLoss', thresh=0.7,
-                 min_kept=crop_size[0] * crop_size[1] // 16)
+ohem_loss = dict(
+    type='OhemCrossEntropyLoss', thresh=0.7, min_kept=crop_size[0] * crop_size[1] // 16)
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(num_classes=num_classes, loss_decode=dict(ohem_loss, loss_weight=1.0)),
     auxiliary_head=[
-        dict(type='FCNHead', in_channels=128, in_index=1, channels=64, num_convs=1,
-             concat_input=False, dropout_ratio=0.0, num_classes=num_classes,
-             norm_cfg={{_base_.norm_cfg}}, act_cfg={{_base_.act_cfg}}, align_corners=False,
-             loss_decode=dict(ohem_loss, loss_weight=0.5)),
-        dict(type='FCNHead', in_channels=128, in_index=2, channels=64, num_convs=1,
-             concat_input=False, dropout_ratio=0.0, num_classes=num_classes,
-             norm_cfg={{_base_.norm_cfg}}, act_cfg={{_base_.act_cfg}}, align_corners=False,
-             loss_decode=dict(ohem_loss, loss_weight=0.5)),
+        dict(
+            type='FCNHead',
+            in_channels=128,
+            in_index=1,
+            channels=64,
+            num_convs=1,
+            concat_input=False,
+            dropout_ratio=0.0,
+            num_classes=num_classes,
+            norm_cfg={{_base_.norm_cfg}},
+            act_cfg={{_base_.act_cfg}},
+            align_corners=False,
+            loss_decode=dict(ohem_loss, loss_weight=0.5)),
+        dict(
+            type='FCNHead',
+            in_channels=128,
+            in_index=2,
+            channels=64,
+            num_convs=1,
+            concat_input=False,
+            dropout_ratio=0.0,
+            num_classes=num_classes,
+            norm_cfg={{_base_.norm_cfg}},
+            act_cfg={{_base_.act_cfg}},
+            align_corners=False,
+            loss_decode=dict(ohem_loss, loss_weight=0.5)),
     ])
 train_dataloader = dict(batch_size=16)
 max_iters = 40000
@@ -40,14 +58,22 @@ base_lr = 0.01
 warmup_iters = 1000
 warmup_start_lr = 1e-5
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=base_lr, momentum=0.9, weight_decay=5e-4))
+    type='OptimWrapper', optimizer=dict(type='SGD', lr=base_lr, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [
     dict(type='ConstantLR', factor=warmup_start_lr / base_lr, by_epoch=False, begin=0, end=1),
-    dict(type='ExponentialLR', gamma=(base_lr / warmup_start_lr)**(1 / warmup_iters),
-         by_epoch=False, begin=0, end=warmup_iters + 1),
-    dict(type='PolyLR', eta_min=0.0, power=0.9, by_epoch=False, begin=warmup_iters,
-         end=max_iters + 1),
+    dict(
+        type='ExponentialLR',
+        gamma=(base_lr / warmup_start_lr)**(1 / warmup_iters),
+        by_epoch=False,
+        begin=0,
+        end=warmup_iters + 1),
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        by_epoch=False,
+        begin=warmup_iters,
+        end=max_iters + 1),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=4000)
 default_hooks = dict(checkpoint=dict(interval=4000))

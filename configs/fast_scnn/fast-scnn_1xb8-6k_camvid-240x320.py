@@ -10,20 +10,21 @@ _base_ = ['./fast-scnn_2k_camvid-360x480.py']
 crop_size = (240, 320)
 data_preprocessor = dict(size=crop_size)
 model = dict(data_preprocessor=data_preprocessor)
-train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=(480, 360), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RecordedRandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs', meta_keys={{_base_.geometry_meta_keys}}),
-]))
+train_dataloader = dict(
+    dataset=dict(pipeline=[
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations'),
+        dict(type='RandomResize', scale=(480, 360), ratio_range=(0.5, 2.0), keep_ratio=True),
+        dict(type='RecordedRandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PhotoMetricDistortion'),
+        dict(type='PackSegInputs', meta_keys={{_base_.geometry_meta_keys}}),
+    ]))
 max_iters = 6000
 param_scheduler = [
     dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=400)
-default_hooks = dict(checkpoint=dict(interval=400, max_keep_ckpts=2, save_last=True),
-                     logger=dict(interval=20))
+default_hooks = dict(
+    checkpoint=dict(interval=400, max_keep_ckpts=2, save_last=True), logger=dict(interval=20))
 randomness = dict(seed=0)

@@ -31,9 +31,12 @@ model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(
         num_classes=num_classes,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         avg_non_ignore=True, loss_weight=1.0,
-                         class_weight=class_weight)))
+        loss_decode=dict(
+            type='CrossEntropyLoss',
+            use_sigmoid=False,
+            avg_non_ignore=True,
+            loss_weight=1.0,
+            class_weight=class_weight)))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
@@ -53,8 +56,7 @@ test_dataloader = val_dataloader
 max_iters = 40000
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(_delete_=True, type='RMSprop', lr=5e-4, alpha=0.99, eps=1e-8,
-                   weight_decay=0.0))
+    optimizer=dict(_delete_=True, type='RMSprop', lr=5e-4, alpha=0.99, eps=1e-8, weight_decay=0.0))
 param_scheduler = [
     dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=max_iters),
 ]

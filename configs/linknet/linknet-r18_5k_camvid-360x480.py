@@ -25,14 +25,16 @@ model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(
         num_classes=num_classes,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         avg_non_ignore=True, loss_weight=1.0,
-                         class_weight=class_weight)))
+        loss_decode=dict(
+            type='CrossEntropyLoss',
+            use_sigmoid=False,
+            avg_non_ignore=True,
+            loss_weight=1.0,
+            class_weight=class_weight)))
 max_iters = 5000
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(_delete_=True, type='RMSprop', lr=5e-4, alpha=0.99, eps=1e-8,
-                   weight_decay=0.0))
+    optimizer=dict(_delete_=True, type='RMSprop', lr=5e-4, alpha=0.99, eps=1e-8, weight_decay=0.0))
 param_scheduler = [
     dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=max_iters),
 ]

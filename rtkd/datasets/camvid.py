@@ -47,14 +47,15 @@ def resolve_camvid_root(data_root: Optional[str],
         tried.append(path)
         if osp.isdir(path):
             if path != data_root:
-                print_log(f'CamVid: data_root {data_root!r} does not exist, using {path!r}',
-                          logger='current')
+                print_log(
+                    f'CamVid: data_root {data_root!r} does not exist, using {path!r}',
+                    logger='current')
             return path
     raise FileNotFoundError(
-        'CamVid dataset folder not found; looked for it at '
-        + ', '.join(repr(osp.abspath(p)) for p in tried)
-        + " - pass data_root='<folder with train/ trainannot/ val/ valannot/>' "
-        "(e.g. --cfg-options train_dataloader.dataset.data_root=...) or set RTKD_CAMVID_ROOT.")
+        'CamVid dataset folder not found; looked for it at ' +
+        ', '.join(repr(osp.abspath(p)) for p in tried) +
+        " - pass data_root='<folder with train/ trainannot/ val/ valannot/>' "
+        '(e.g. --cfg-options train_dataloader.dataset.data_root=...) or set RTKD_CAMVID_ROOT.')
 
 
 @DATASETS.register_module()

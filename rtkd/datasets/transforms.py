@@ -18,8 +18,8 @@ from mmcv.transforms import LoadAnnotations as MMCVLoadAnnotations
 from mmseg.registry import TRANSFORMS
 
 
-def seg_map_size_problem(img_hw: Sequence[int], seg_hw: Sequence[int],
-                         img_path: Optional[str], seg_map_path: Optional[str]) -> Optional[str]:
+def seg_map_size_problem(img_hw: Sequence[int], seg_hw: Sequence[int], img_path: Optional[str],
+                         seg_map_path: Optional[str]) -> Optional[str]:
     """Describe a size mismatch between an image and its label map.
 
     Args:

@@ -53,7 +53,10 @@ class NonFiniteLossHook(Hook):
                 found[name] = value.detach().reshape(-1).float()
         return found
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         """Check the losses of the step that just ran.
 
@@ -87,9 +90,10 @@ class NonFiniteLossHook(Hook):
                     'error for the loss name.')
         if bool(finite):
             return  # the only synchronisation on the normal path
-        bad: List[str] = [f'{name}={v.tolist()[0] if v.numel() == 1 else v.tolist()}'
-                          for name, v in losses.items()
-                          if name != 'loss' and not bool(torch.isfinite(v).all())]
+        bad: List[str] = [
+            f'{name}={v.tolist()[0] if v.numel() == 1 else v.tolist()}'
+            for name, v in losses.items() if name != 'loss' and not bool(torch.isfinite(v).all())
+        ]
         if 'loss' in losses:  # the total, after the terms that made it non-finite
             bad.append(f'total loss={losses["loss"].tolist()[0]}')
         raise FloatingPointError(

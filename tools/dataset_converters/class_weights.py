@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import os.path as osp
-import sys
 import textwrap
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -50,21 +48,39 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description='ENet / ESPNet / LinkNet class weights from the labels of a config.')
     p.add_argument('config', help='config whose {split}_dataloader.dataset is counted')
-    p.add_argument('--method', choices=sorted(METHODS), default='enet',
-                   help='enet: 1/ln(c + p), c=1.02; espnet: the same with c=1.10; '
-                   'linknet: 1/ln(c + h/max h), c=1.02 (default: enet)')
-    p.add_argument('--c', type=float, default=None,
-                   help='the constant c (default: 1.02 for enet/linknet, 1.10 for espnet)')
-    p.add_argument('--split', default='train', choices=('train', 'val', 'test'),
-                   help='which dataloader of the config to count (default: train)')
-    p.add_argument('--ignore-index', type=int, default=255,
-                   help='label value that is not a class (default: 255)')
-    p.add_argument('--count-ignored', action='store_true',
-                   help='count ignored pixels in sum_k h_k (enet/espnet) and in max_k h_k '
-                   '(linknet), as the official ESPNet / ERFNet / LinkNet code')
+    p.add_argument(
+        '--method',
+        choices=sorted(METHODS),
+        default='enet',
+        help='enet: 1/ln(c + p), c=1.02; espnet: the same with c=1.10; '
+        'linknet: 1/ln(c + h/max h), c=1.02 (default: enet)')
+    p.add_argument(
+        '--c',
+        type=float,
+        default=None,
+        help='the constant c (default: 1.02 for enet/linknet, 1.10 for espnet)')
+    p.add_argument(
+        '--split',
+        default='train',
+        choices=('train', 'val', 'test'),
+        help='which dataloader of the config to count (default: train)')
+    p.add_argument(
+        '--ignore-index',
+        type=int,
+        default=255,
+        help='label value that is not a class (default: 255)')
+    p.add_argument(
+        '--count-ignored',
+        action='store_true',
+        help='count ignored pixels in sum_k h_k (enet/espnet) and in max_k h_k '
+        '(linknet), as the official ESPNet / ERFNet / LinkNet code')
     p.add_argument('--decimals', type=int, default=4, help='decimals printed (default: 4)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                   help='override config keys, e.g. train_dataloader.dataset.data_root=...')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='override config keys, e.g. train_dataloader.dataset.data_root=...')
     args = p.parse_args(argv)
     if args.c is not None and args.c <= 1.0:
         p.error(f'--c must be > 1 (ln(c + p) must stay positive), got {args.c}.')
@@ -73,8 +89,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def class_weights(hist: Sequence[float], method: str, c: Optional[float] = None,
-                  ignored: float = 0, count_ignored: bool = False) -> List[float]:
+def class_weights(hist: Sequence[float],
+                  method: str,
+                  c: Optional[float] = None,
+                  ignored: float = 0,
+                  count_ignored: bool = False) -> List[float]:
     """Weights from a class histogram.
 
     Args:
@@ -123,8 +142,9 @@ def _load_annotations_cfg(pipeline: Sequence[dict]) -> dict:
     return dict(type='LoadAnnotations')
 
 
-def count_labels(cfg, split: str = 'train', ignore_index: int = 255
-                 ) -> Tuple[np.ndarray, int, int, int, List[str]]:
+def count_labels(cfg,
+                 split: str = 'train',
+                 ignore_index: int = 255) -> Tuple[np.ndarray, int, int, int, List[str]]:
     """Count the pixels of every class over the label maps of a config's dataset.
 
     Args:
@@ -176,8 +196,12 @@ def format_weights(weights: Sequence[float], decimals: int = 4, width: int = 100
     one_line = f'class_weight = [{items}]'
     if len(one_line) <= width:
         return one_line
-    body = textwrap.fill(items, width=width - 4, initial_indent='    ',
-                         subsequent_indent='    ', break_long_words=False)
+    body = textwrap.fill(
+        items,
+        width=width - 4,
+        initial_indent='    ',
+        subsequent_indent='    ',
+        break_long_words=False)
     return f'class_weight = [\n{body}\n]'
 
 
@@ -185,7 +209,6 @@ def main(argv: Optional[Sequence[str]] = None) -> List[float]:
     """Run the tool; print the table, the list and the time; return the weights."""
     start = time.perf_counter()
     args = parse_args(argv)
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     from mmengine.config import Config
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -203,8 +226,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[float]:
     counted = ('ignored pixels counted' if args.count_ignored else 'ignored pixels not counted')
     lines = [
         f'# {args.config} ({args.split} split): {num_maps} label maps, {total} pixels of '
-        f'{len(classes)} classes, {ignored} ignored ({args.ignore_index})'
-        + (f', {outside} with other values outside the classes' if outside else ''),
+        f'{len(classes)} classes, {ignored} ignored ({args.ignore_index})' +
+        (f', {outside} with other values outside the classes' if outside else ''),
         f'# method {args.method}: {formula} ({counted})',
         f'# {"class":<16}{"pixels":>12}{"frequency":>12}{"weight":>10}',
     ]

@@ -30,20 +30,33 @@ def parse_args():
     p.add_argument('--out', help='cache folder to write')
     p.add_argument('--check', action='store_true', help='compare DIR with a live teacher')
     p.add_argument('--batches', type=int, default=4, help='batches compared by --check')
-    p.add_argument('--scales', type=float, nargs='+', default=[1.0],
-                   help='geometric mode: resize factors of the original images')
+    p.add_argument(
+        '--scales',
+        type=float,
+        nargs='+',
+        default=[1.0],
+        help='geometric mode: resize factors of the original images')
     p.add_argument('--flip', action='store_true', help='geometric mode: cache mirrored images')
     p.add_argument('--topk', type=int, default=None, help='store the top-k channels only')
     p.add_argument('--batch-size', type=int, default=4, help='images per teacher forward')
-    p.add_argument('--dtype', choices=['float16', 'float32'], default='float16',
-                   help='storage precision (float32: targets bit-equal to the live teacher)')
+    p.add_argument(
+        '--dtype',
+        choices=['float16', 'float32'],
+        default='float16',
+        help='storage precision (float32: targets bit-equal to the live teacher)')
     p.add_argument('--exact', action='store_true', help='exact mode (by training iteration)')
-    p.add_argument('--iters', type=int, default=None,
-                   help='exact mode: iterations to cache (default: the recipe max_iters)')
-    p.add_argument('--overwrite', action='store_true',
-                   help='replace a cache made by another recipe in --out')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override recipe settings, key=value (as tools/train.py)')
+    p.add_argument(
+        '--iters',
+        type=int,
+        default=None,
+        help='exact mode: iterations to cache (default: the recipe max_iters)')
+    p.add_argument(
+        '--overwrite', action='store_true', help='replace a cache made by another recipe in --out')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override recipe settings, key=value (as tools/train.py)')
     p.add_argument('--launcher', choices=['none', 'pytorch'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return p.parse_args()
@@ -71,24 +84,36 @@ def main() -> int:
                 sys.exit('--check needs the cache folder: --check RECIPE DIR')
             res = cb.check_cache(cfg, args.dir, args.batches)
             from tabulate import tabulate
-            rows = [(n, f"{r['argmax_agreement']:.2f}", f"{r['argmax_agreement_all']:.2f}",
-                     f"{r['mean_kl']:.5f}", f"{r['rel_l2']:.4f}", f"{r['max_abs']:.4g}",
-                     r['batches']) for n, r in res.items()]
-            print(tabulate(rows, headers=['tap', 'argmax agreement % (image)',
-                                          'argmax agreement % (with padding)',
-                                          'mean KL (nats/pixel)', 'rel. L2 error',
-                                          'max |diff|', 'batches'], tablefmt='github'))
+            rows = [
+                (n, f"{r['argmax_agreement']:.2f}", f"{r['argmax_agreement_all']:.2f}",
+                 f"{r['mean_kl']:.5f}", f"{r['rel_l2']:.4f}", f"{r['max_abs']:.4g}", r['batches'])
+                for n, r in res.items()
+            ]
+            print(
+                tabulate(
+                    rows,
+                    headers=[
+                        'tap', 'argmax agreement % (image)', 'argmax agreement % (with padding)',
+                        'mean KL (nats/pixel)', 'rel. L2 error', 'max |diff|', 'batches'
+                    ],
+                    tablefmt='github'))
             return 0
         if not args.out:
             sys.exit('give --out DIR (the cache folder to write)')
         if args.exact:
             iters = args.iters or int(cfg.train_cfg.max_iters)
-            cb.build_exact(cfg, args.out, iters, topk=args.topk, overwrite=args.overwrite,
-                           dtype=args.dtype)
+            cb.build_exact(
+                cfg, args.out, iters, topk=args.topk, overwrite=args.overwrite, dtype=args.dtype)
         else:
-            cb.build_geometric(cfg, args.out, scales=args.scales, flip=args.flip,
-                               topk=args.topk, batch_size=args.batch_size,
-                               overwrite=args.overwrite, dtype=args.dtype)
+            cb.build_geometric(
+                cfg,
+                args.out,
+                scales=args.scales,
+                flip=args.flip,
+                topk=args.topk,
+                batch_size=args.batch_size,
+                overwrite=args.overwrite,
+                dtype=args.dtype)
     except TeacherCacheError as e:
         sys.exit(f'cache_teacher: {e}')
     return 0

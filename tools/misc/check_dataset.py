@@ -40,10 +40,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Check the image/label pairs of a dataset')
     parser.add_argument('config', help='config file whose dataloaders define the dataset')
-    parser.add_argument('--split', choices=SPLITS + ('all', ), default='all',
-                        help='which dataloader(s) to check (default: all)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings in the config, key=value')
+    parser.add_argument(
+        '--split',
+        choices=SPLITS + ('all', ),
+        default='all',
+        help='which dataloader(s) to check (default: all)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings in the config, key=value')
     return parser.parse_args(argv)
 
 
@@ -148,8 +154,8 @@ def check_split(dataset) -> Tuple[int, List[str]]:
         num_classes = len(ds.metainfo['classes'])
         ignore_index = getattr(ds, 'ignore_index', 255)
         for i in range(len(ds)):
-            problems += check_sample(ds.get_data_info(i), load_img, load_ann, num_classes,
-                                     ignore_index)
+            problems += check_sample(
+                ds.get_data_info(i), load_img, load_ann, num_classes, ignore_index)
         n += len(ds)
     return n, problems
 

@@ -1,4 +1,5 @@
-"""Rewrite a *trusted* mmengine checkpoint so torch's safe loader (``weights_only=True``) accepts it.
+"""Rewrite a *trusted* mmengine checkpoint so torch's safe loader (``weights_only=True``) accepts
+it.
 
 Checkpoints written by mmengine without rtkd imported pickle ``getattr(HistoryBuffer, ...)`` in
 their message hub, which torch >= 2.6 refuses by default. This tool loads such a file with the

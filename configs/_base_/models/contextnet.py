@@ -17,8 +17,8 @@ model = dict(
         in_channels=3,
         deep_scale=4,
         deep_stem_channels=32,
-        deep_bottlenecks=((1, 32, 1, 1), (6, 32, 1, 1), (6, 48, 3, 2), (6, 64, 3, 2),
-                          (6, 96, 2, 1), (6, 128, 2, 1)),
+        deep_bottlenecks=((1, 32, 1, 1), (6, 32, 1, 1), (6, 48, 3, 2), (6, 64, 3, 2), (6, 96, 2, 1),
+                          (6, 128, 2, 1)),
         shallow_channels=(32, 64, 128, 128),
         shallow_strides=(2, 2, 2, 1),
         fusion_channels=128,
@@ -38,7 +38,7 @@ model = dict(
         dropout_ratio=0.1,
         norm_cfg=norm_cfg,
         align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         avg_non_ignore=True, loss_weight=1.0)),
+        loss_decode=dict(
+            type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=1.0)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))

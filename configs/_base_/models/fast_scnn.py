@@ -40,17 +40,33 @@ model = dict(
         dropout_ratio=0.1,
         norm_cfg=norm_cfg,
         align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         avg_non_ignore=True, loss_weight=1.0)),
+        loss_decode=dict(
+            type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=1.0)),
     auxiliary_head=[
-        dict(type='FCNHead', in_channels=64, channels=32, num_convs=1, num_classes=19,
-             in_index=0, norm_cfg=norm_cfg, concat_input=False, align_corners=False,
-             loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                              avg_non_ignore=True, loss_weight=0.4)),
-        dict(type='FCNHead', in_channels=128, channels=32, num_convs=1, num_classes=19,
-             in_index=1, norm_cfg=norm_cfg, concat_input=False, align_corners=False,
-             loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                              avg_non_ignore=True, loss_weight=0.4)),
+        dict(
+            type='FCNHead',
+            in_channels=64,
+            channels=32,
+            num_convs=1,
+            num_classes=19,
+            in_index=0,
+            norm_cfg=norm_cfg,
+            concat_input=False,
+            align_corners=False,
+            loss_decode=dict(
+                type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=0.4)),
+        dict(
+            type='FCNHead',
+            in_channels=128,
+            channels=32,
+            num_convs=1,
+            num_classes=19,
+            in_index=1,
+            norm_cfg=norm_cfg,
+            concat_input=False,
+            align_corners=False,
+            loss_decode=dict(
+                type='CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True, loss_weight=0.4)),
     ],
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))

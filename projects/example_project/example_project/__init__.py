@@ -18,9 +18,14 @@ class DSConvFCNHead(BaseDecodeHead):
         super().__init__(**kwargs)
         layers = []
         for i in range(num_convs):
-            layers.append(DepthwiseSeparableConvModule(
-                self.in_channels if i == 0 else self.channels, self.channels, 3, padding=1,
-                norm_cfg=self.norm_cfg, act_cfg=self.act_cfg))
+            layers.append(
+                DepthwiseSeparableConvModule(
+                    self.in_channels if i == 0 else self.channels,
+                    self.channels,
+                    3,
+                    padding=1,
+                    norm_cfg=self.norm_cfg,
+                    act_cfg=self.act_cfg))
         self.convs = nn.Sequential(*layers)
 
     def forward(self, inputs):

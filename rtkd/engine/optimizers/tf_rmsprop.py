@@ -41,17 +41,30 @@ class TFRMSprop(Optimizer):
             Default: 1.0.
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-2, alpha: float = 0.9,
-                 eps: float = 1e-10, momentum: float = 0.0, weight_decay: float = 0.0,
+    def __init__(self,
+                 params: Iterable,
+                 lr: float = 1e-2,
+                 alpha: float = 0.9,
+                 eps: float = 1e-10,
+                 momentum: float = 0.0,
+                 weight_decay: float = 0.0,
                  ms_init: float = 1.0) -> None:
-        for name, value, ok in (('lr', lr, lr >= 0), ('alpha', alpha, 0 <= alpha < 1),
-                                ('eps', eps, eps >= 0), ('momentum', momentum, momentum >= 0),
-                                ('weight_decay', weight_decay, weight_decay >= 0),
-                                ('ms_init', ms_init, ms_init >= 0)):
+        for name, value, ok in (('lr', lr, lr
+                                 >= 0), ('alpha', alpha, 0 <= alpha < 1), ('eps', eps, eps >= 0),
+                                ('momentum', momentum, momentum
+                                 >= 0), ('weight_decay', weight_decay, weight_decay
+                                         >= 0), ('ms_init', ms_init, ms_init >= 0)):
             if not ok:
                 raise ValueError(f'TFRMSprop: invalid {name} {value}.')
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
-                                      weight_decay=weight_decay, ms_init=ms_init))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                alpha=alpha,
+                eps=eps,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                ms_init=ms_init))
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:

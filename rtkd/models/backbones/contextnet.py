@@ -66,24 +66,25 @@ class RTContextNet(BaseModule):
             constant 1 for norms.
     """
 
-    def __init__(self,
-                 in_channels: int = 3,
-                 deep_scale: int = 4,
-                 deep_stem_channels: int = 32,
-                 deep_bottlenecks: Sequence[Sequence[int]] = CN14_BOTTLENECKS,
-                 shallow_channels: Sequence[int] = (32, 64, 128, 128),
-                 shallow_strides: Sequence[int] = (2, 2, 2, 1),
-                 fusion_channels: int = 128,
-                 fusion_dilation: int = 4,
-                 out_indices: Sequence[int] = (0, 1, 2),
-                 conv_cfg: Optional[dict] = None,
-                 norm_cfg: Optional[dict] = dict(type='BN'),
-                 act_cfg: Optional[dict] = dict(type='ReLU'),
-                 bottleneck_act_cfg: Optional[dict] = dict(type='ReLU6'),
-                 align_corners: bool = False,
-                 init_cfg=(dict(type='Kaiming', layer='Conv2d'),
-                           dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']))
-                 ) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        deep_scale: int = 4,
+        deep_stem_channels: int = 32,
+        deep_bottlenecks: Sequence[Sequence[int]] = CN14_BOTTLENECKS,
+        shallow_channels: Sequence[int] = (32, 64, 128, 128),
+        shallow_strides: Sequence[int] = (2, 2, 2, 1),
+        fusion_channels: int = 128,
+        fusion_dilation: int = 4,
+        out_indices: Sequence[int] = (0, 1, 2),
+        conv_cfg: Optional[dict] = None,
+        norm_cfg: Optional[dict] = dict(type='BN'),
+        act_cfg: Optional[dict] = dict(type='ReLU'),
+        bottleneck_act_cfg: Optional[dict] = dict(type='ReLU6'),
+        align_corners: bool = False,
+        init_cfg=(dict(type='Kaiming', layer='Conv2d'),
+                  dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']))
+    ) -> None:
         super().__init__(list(init_cfg) if isinstance(init_cfg, tuple) else init_cfg)
         if deep_scale < 1:
             raise ValueError(f'deep_scale must be >= 1, got {deep_scale}.')
@@ -101,30 +102,63 @@ class RTContextNet(BaseModule):
         self.align_corners = align_corners
         # deep branch
         deep: List[nn.Module] = [
-            ConvModule(in_channels, deep_stem_channels, 3, stride=2, padding=1,
-                       conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
+            ConvModule(
+                in_channels,
+                deep_stem_channels,
+                3,
+                stride=2,
+                padding=1,
+                conv_cfg=conv_cfg,
+                norm_cfg=norm_cfg,
+                act_cfg=act_cfg)
         ]
         prev = deep_stem_channels
         for t, c, n, s in deep_bottlenecks:
-            deep.append(make_bottleneck_stage(prev, c, n, s, t, conv_cfg=conv_cfg,
-                                              norm_cfg=norm_cfg, act_cfg=bottleneck_act_cfg))
+            deep.append(
+                make_bottleneck_stage(
+                    prev,
+                    c,
+                    n,
+                    s,
+                    t,
+                    conv_cfg=conv_cfg,
+                    norm_cfg=norm_cfg,
+                    act_cfg=bottleneck_act_cfg))
             prev = c
         self.deep = nn.Sequential(*deep)
         deep_channels = prev
         # shallow branch
         shallow: List[nn.Module] = [
-            ConvModule(in_channels, shallow_channels[0], 3, stride=shallow_strides[0], padding=1,
-                       conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
+            ConvModule(
+                in_channels,
+                shallow_channels[0],
+                3,
+                stride=shallow_strides[0],
+                padding=1,
+                conv_cfg=conv_cfg,
+                norm_cfg=norm_cfg,
+                act_cfg=act_cfg)
         ]
         for i in range(1, len(shallow_channels)):
-            shallow.append(DSConv(shallow_channels[i - 1], shallow_channels[i], 3,
-                                  stride=shallow_strides[i], conv_cfg=conv_cfg,
-                                  norm_cfg=norm_cfg, act_cfg=act_cfg))
+            shallow.append(
+                DSConv(
+                    shallow_channels[i - 1],
+                    shallow_channels[i],
+                    3,
+                    stride=shallow_strides[i],
+                    conv_cfg=conv_cfg,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg))
         self.shallow = nn.Sequential(*shallow)
-        self.fusion = FeatureFusion(shallow_channels[-1], deep_channels, fusion_channels,
-                                    dilation=fusion_dilation, conv_cfg=conv_cfg,
-                                    norm_cfg=norm_cfg, act_cfg=act_cfg,
-                                    align_corners=align_corners)
+        self.fusion = FeatureFusion(
+            shallow_channels[-1],
+            deep_channels,
+            fusion_channels,
+            dilation=fusion_dilation,
+            conv_cfg=conv_cfg,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg,
+            align_corners=align_corners)
         #: channels of the three possible outputs (shallow, deep, fused)
         self.out_channels: List[int] = [shallow_channels[-1], deep_channels, fusion_channels]
 

@@ -47,18 +47,19 @@ class RTESPNet(BaseModule):
             constant 1 for norms.
     """
 
-    def __init__(self,
-                 in_channels: int = 3,
-                 stem_channels: int = 16,
-                 level_channels: Sequence[int] = (64, 128),
-                 num_blocks: Sequence[int] = (2, 8),
-                 dilations: Sequence[int] = (1, 2, 4, 8, 16),
-                 input_reinforcement: bool = True,
-                 conv_cfg: Optional[dict] = None,
-                 norm_cfg: Optional[dict] = dict(type='BN'),
-                 init_cfg=(dict(type='Kaiming', layer='Conv2d'),
-                           dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']))
-                 ) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        stem_channels: int = 16,
+        level_channels: Sequence[int] = (64, 128),
+        num_blocks: Sequence[int] = (2, 8),
+        dilations: Sequence[int] = (1, 2, 4, 8, 16),
+        input_reinforcement: bool = True,
+        conv_cfg: Optional[dict] = None,
+        norm_cfg: Optional[dict] = dict(type='BN'),
+        init_cfg=(dict(type='Kaiming', layer='Conv2d'),
+                  dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']))
+    ) -> None:
         super().__init__(list(init_cfg) if isinstance(init_cfg, tuple) else init_cfg)
         if len(level_channels) != 2 or len(num_blocks) != 2:
             raise ValueError(f'level_channels and num_blocks need 2 entries (levels 2 and 3), got '
@@ -71,8 +72,9 @@ class RTESPNet(BaseModule):
         esp = dict(dilations=dilations, conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         self.pool = nn.AvgPool2d(3, stride=2, padding=1)
         self.stem = nn.Sequential(
-            build_conv_layer(conv_cfg, in_channels, stem_channels, 3, stride=2, padding=1,
-                             bias=False), *norm_prelu(stem_channels, norm_cfg))
+            build_conv_layer(
+                conv_cfg, in_channels, stem_channels, 3, stride=2, padding=1, bias=False),
+            *norm_prelu(stem_channels, norm_cfg))
         l1 = stem_channels + img
         self.post1 = norm_prelu(l1, norm_cfg)
         self.down2 = ESPModule(l1, c2, stride=2, **esp)

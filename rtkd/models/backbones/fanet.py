@@ -49,26 +49,25 @@ class _FANetStage(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, with_up: bool, with_smooth: bool,
-                 up_padding: int, qk_channels: int, scale_by_pixels: bool,
-                 conv_cfg: Optional[dict], norm_cfg: dict, act_cfg: dict,
-                 align_corners: bool) -> None:
+                 up_padding: int, qk_channels: int, scale_by_pixels: bool, conv_cfg: Optional[dict],
+                 norm_cfg: dict, act_cfg: dict, align_corners: bool) -> None:
         super().__init__()
         self.align_corners = align_corners
         self.attention = FastAttention(in_channels, qk_channels, scale_by_pixels, conv_cfg,
                                        norm_cfg, act_cfg)
         cfg = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
-        self.up = ConvModule(in_channels, in_channels // 2, 1, padding=up_padding,
-                             **cfg) if with_up else None
-        self.smooth = ConvModule(in_channels, out_channels, 3, padding=1,
-                                 **cfg) if with_smooth else None
+        self.up = ConvModule(
+            in_channels, in_channels // 2, 1, padding=up_padding, **cfg) if with_up else None
+        self.smooth = ConvModule(
+            in_channels, out_channels, 3, padding=1, **cfg) if with_smooth else None
 
-    def forward(self, x: torch.Tensor, top: Optional[torch.Tensor]
-                ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    def forward(
+            self, x: torch.Tensor,
+            top: Optional[torch.Tensor]) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Return ``(up, smooth)`` of ``FA(x) + resize(top)`` (``None`` for absent branches)."""
         p = self.attention(x)
         if top is not None:
-            p = p + resize(top, size=p.shape[2:], mode='bilinear',
-                           align_corners=self.align_corners)
+            p = p + resize(top, size=p.shape[2:], mode='bilinear', align_corners=self.align_corners)
         return (self.up(p) if self.up is not None else None,
                 self.smooth(p) if self.smooth is not None else None)
 

@@ -61,25 +61,26 @@ class RTFastSCNN(BaseModule):
             constant 1 for norms.
     """
 
-    def __init__(self,
-                 in_channels: int = 3,
-                 downsample_channels: Sequence[int] = (32, 48, 64),
-                 global_channels: Sequence[int] = (64, 96, 128),
-                 global_blocks: Sequence[int] = (3, 3, 3),
-                 global_strides: Sequence[int] = (2, 2, 1),
-                 expand_ratio: int = 6,
-                 pool_bins: Sequence[int] = (1, 2, 3, 6),
-                 ppm_kernel_size: int = 1,
-                 fusion_channels: int = 128,
-                 fusion_dilation: int = 4,
-                 out_indices: Sequence[int] = (0, 1, 2),
-                 conv_cfg: Optional[dict] = None,
-                 norm_cfg: Optional[dict] = dict(type='BN'),
-                 act_cfg: Optional[dict] = dict(type='ReLU'),
-                 align_corners: bool = False,
-                 init_cfg=(dict(type='Kaiming', layer='Conv2d'),
-                           dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']))
-                 ) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        downsample_channels: Sequence[int] = (32, 48, 64),
+        global_channels: Sequence[int] = (64, 96, 128),
+        global_blocks: Sequence[int] = (3, 3, 3),
+        global_strides: Sequence[int] = (2, 2, 1),
+        expand_ratio: int = 6,
+        pool_bins: Sequence[int] = (1, 2, 3, 6),
+        ppm_kernel_size: int = 1,
+        fusion_channels: int = 128,
+        fusion_dilation: int = 4,
+        out_indices: Sequence[int] = (0, 1, 2),
+        conv_cfg: Optional[dict] = None,
+        norm_cfg: Optional[dict] = dict(type='BN'),
+        act_cfg: Optional[dict] = dict(type='ReLU'),
+        align_corners: bool = False,
+        init_cfg=(dict(type='Kaiming', layer='Conv2d'),
+                  dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']))
+    ) -> None:
         super().__init__(list(init_cfg) if isinstance(init_cfg, tuple) else init_cfg)
         if len(downsample_channels) != 3:
             raise ValueError(f'downsample_channels must have 3 entries (conv, DSConv, DSConv), '
@@ -95,26 +96,51 @@ class RTFastSCNN(BaseModule):
         c1, c2, c3 = downsample_channels
         # learning to downsample
         self.downsample = torch.nn.Sequential(
-            ConvModule(in_channels, c1, 3, stride=2, padding=1, conv_cfg=conv_cfg,
-                       norm_cfg=norm_cfg, act_cfg=act_cfg),
+            ConvModule(
+                in_channels,
+                c1,
+                3,
+                stride=2,
+                padding=1,
+                conv_cfg=conv_cfg,
+                norm_cfg=norm_cfg,
+                act_cfg=act_cfg),
             DSConv(c1, c2, 3, stride=2, conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg),
             DSConv(c2, c3, 3, stride=2, conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg))
         # global feature extractor
         stages, prev = [], c3
         for c, n, s in zip(global_channels, global_blocks, global_strides):
-            stages.append(make_bottleneck_stage(prev, c, n, s, expand_ratio, conv_cfg=conv_cfg,
-                                                norm_cfg=norm_cfg, act_cfg=act_cfg))
+            stages.append(
+                make_bottleneck_stage(
+                    prev,
+                    c,
+                    n,
+                    s,
+                    expand_ratio,
+                    conv_cfg=conv_cfg,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg))
             prev = c
         self.bottlenecks = torch.nn.Sequential(*stages)
-        self.ppm = PyramidPooling(prev, fusion_channels, bins=pool_bins,
-                                  post_kernel_size=ppm_kernel_size, conv_cfg=conv_cfg,
-                                  norm_cfg=norm_cfg, act_cfg=act_cfg,
-                                  align_corners=align_corners)
+        self.ppm = PyramidPooling(
+            prev,
+            fusion_channels,
+            bins=pool_bins,
+            post_kernel_size=ppm_kernel_size,
+            conv_cfg=conv_cfg,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg,
+            align_corners=align_corners)
         # feature fusion
-        self.fusion = FeatureFusion(c3, fusion_channels, fusion_channels,
-                                    dilation=fusion_dilation, conv_cfg=conv_cfg,
-                                    norm_cfg=norm_cfg, act_cfg=act_cfg,
-                                    align_corners=align_corners)
+        self.fusion = FeatureFusion(
+            c3,
+            fusion_channels,
+            fusion_channels,
+            dilation=fusion_dilation,
+            conv_cfg=conv_cfg,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg,
+            align_corners=align_corners)
         #: channels of the three possible outputs (downsample, global, fused)
         self.out_channels: List[int] = [c3, fusion_channels, fusion_channels]
 

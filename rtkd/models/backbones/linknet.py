@@ -28,8 +28,10 @@ _DOWNLOAD_TIMEOUT_S = 60.0
 
 def _random_init_cfg() -> List[dict]:
     """mmseg ResNet's own default initialisation (used when no pretrained weights are loaded)."""
-    return [dict(type='Kaiming', layer='Conv2d'),
-            dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
+    return [
+        dict(type='Kaiming', layer='Conv2d'),
+        dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
+    ]
 
 
 def pretrained_or_random(module: torch.nn.Module) -> None:

@@ -62,8 +62,12 @@ class RTESPNetHead(BaseDecodeHead):
         kwargs.setdefault('input_transform', 'multiple_select')
         if kwargs['input_transform'] != 'multiple_select':
             raise ValueError("RTESPNetHead needs input_transform='multiple_select'.")
-        super().__init__(in_channels=list(in_channels), channels=num_classes,
-                         in_index=list(in_index), dropout_ratio=dropout_ratio, **kwargs)
+        super().__init__(
+            in_channels=list(in_channels),
+            channels=num_classes,
+            in_index=list(in_index),
+            dropout_ratio=dropout_ratio,
+            **kwargs)
         c = num_classes
         c1, c2, c3 = in_channels
         norm_cfg = self.norm_cfg

@@ -32,14 +32,22 @@ class FANetHead(BaseDecodeHead):
             ``input_transform`` is always ``'multiple_select'``.
     """
 
-    def __init__(self, in_channels: Sequence[int] = (128, 128), channels: int = 256,
-                 in_index: Sequence[int] = (0, 1), **kwargs) -> None:
+    def __init__(self,
+                 in_channels: Sequence[int] = (128, 128),
+                 channels: int = 256,
+                 in_index: Sequence[int] = (0, 1),
+                 **kwargs) -> None:
         kwargs['input_transform'] = 'multiple_select'
         kwargs.setdefault('dropout_ratio', 0.0)
         super().__init__(list(in_channels), channels, in_index=list(in_index), **kwargs)
-        self.fuse = ConvModule(sum(self.in_channels), channels, 3, padding=1,
-                               conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
-                               act_cfg=self.act_cfg)
+        self.fuse = ConvModule(
+            sum(self.in_channels),
+            channels,
+            3,
+            padding=1,
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg,
+            act_cfg=self.act_cfg)
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
         """Fuse the selected features at the first one's resolution and classify.

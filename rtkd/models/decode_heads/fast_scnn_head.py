@@ -60,9 +60,13 @@ class RTFastSCNNHead(BaseDecodeHead):
         convs: List[nn.Module] = []
         for i in range(num_convs):
             convs.append(
-                DSConv(self.in_channels if i == 0 else self.channels, self.channels,
-                       kernel_size, conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
-                       act_cfg=self.act_cfg))
+                DSConv(
+                    self.in_channels if i == 0 else self.channels,
+                    self.channels,
+                    kernel_size,
+                    conv_cfg=self.conv_cfg,
+                    norm_cfg=self.norm_cfg,
+                    act_cfg=self.act_cfg))
         self.convs = nn.Sequential(*convs)
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -43,8 +43,8 @@ def transposed_conv_to(deconv: nn.ConvTranspose2d, x: torch.Tensor,
         Tensor: ``N x C' x H x W``.
     """
     size = tuple(int(s) for s in size)
-    lo = [(x.shape[2 + i] - 1) * deconv.stride[i] - 2 * deconv.padding[i]
-          + deconv.dilation[i] * (deconv.kernel_size[i] - 1) + 1 for i in range(2)]
+    lo = [(x.shape[2 + i] - 1) * deconv.stride[i] - 2 * deconv.padding[i] + deconv.dilation[i] *
+          (deconv.kernel_size[i] - 1) + 1 for i in range(2)]
     if all(lo[i] <= size[i] < lo[i] + max(deconv.stride[i], deconv.dilation[i]) for i in range(2)):
         return deconv(x, output_size=list(size))
     y = deconv(x)
@@ -68,11 +68,15 @@ class _DeconvBNAct(nn.Module):
                  norm_cfg: Optional[dict], act_cfg: Optional[dict]) -> None:
         super().__init__()
         pad = (kernel_size - 1) // 2
-        self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=stride,
-                                       padding=pad, output_padding=stride - 1 if stride > 1 else 0,
-                                       bias=norm_cfg is None)
-        self.bn = nn.Identity() if norm_cfg is None else build_norm_layer(norm_cfg,
-                                                                           out_channels)[1]
+        self.conv = nn.ConvTranspose2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=pad,
+            output_padding=stride - 1 if stride > 1 else 0,
+            bias=norm_cfg is None)
+        self.bn = nn.Identity() if norm_cfg is None else build_norm_layer(norm_cfg, out_channels)[1]
         self.act = nn.Identity() if act_cfg is None else build_activation_layer(act_cfg)
 
     def forward(self, x: torch.Tensor, size: Optional[Sequence[int]] = None) -> torch.Tensor:
@@ -93,19 +97,25 @@ class LinkNetDecoderBlock(nn.Module):
         act_cfg (dict): activation config.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 2,
-                 conv_cfg: Optional[dict] = None, norm_cfg: dict = dict(type='BN'),
-                 act_cfg: dict = dict(type='ReLU')) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 2,
+        conv_cfg: Optional[dict] = None,
+        norm_cfg: dict = dict(type='BN'),
+        act_cfg: dict = dict(type='ReLU')
+    ) -> None:
         super().__init__()
         if in_channels % 4 != 0:
             raise ValueError(f'LinkNet decoder blocks need in_channels divisible by 4, got '
                              f'{in_channels}.')
         mid = in_channels // 4
-        self.reduce = ConvModule(in_channels, mid, 1, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
-                                 act_cfg=act_cfg)
+        self.reduce = ConvModule(
+            in_channels, mid, 1, conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
         self.up = _DeconvBNAct(mid, mid, 3, stride, norm_cfg, act_cfg)
-        self.expand = ConvModule(mid, out_channels, 1, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
-                                 act_cfg=act_cfg)
+        self.expand = ConvModule(
+            mid, out_channels, 1, conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
 
     def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """Decode ``x`` to spatial ``size`` (the skip connection's size)."""
@@ -133,8 +143,11 @@ class LinkNetHead(BaseDecodeHead):
             ``'multiple_select'``.
     """
 
-    def __init__(self, in_channels: Sequence[int] = (64, 64, 128, 256, 512), channels: int = 32,
-                 dec_strides: Sequence[int] = (1, 2, 2, 2), **kwargs) -> None:
+    def __init__(self,
+                 in_channels: Sequence[int] = (64, 64, 128, 256, 512),
+                 channels: int = 32,
+                 dec_strides: Sequence[int] = (1, 2, 2, 2),
+                 **kwargs) -> None:
         in_channels = list(in_channels)
         kwargs.setdefault('in_index', list(range(len(in_channels))))
         kwargs['input_transform'] = 'multiple_select'
@@ -150,8 +163,14 @@ class LinkNetHead(BaseDecodeHead):
             for i in range(1, len(in_channels))
         ])
         self.final_up = _DeconvBNAct(in_channels[0], channels, 3, 2, self.norm_cfg, self.act_cfg)
-        self.final_conv = ConvModule(channels, channels, 3, padding=1, conv_cfg=self.conv_cfg,
-                                     norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)
+        self.final_conv = ConvModule(
+            channels,
+            channels,
+            3,
+            padding=1,
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg,
+            act_cfg=self.act_cfg)
         # The paper's last layer, a 2x2 full convolution, is the classifier (keeps the usual
         # ``decode_head.conv_seg`` name for distillation taps and replaces the 1x1 one).
         self.conv_seg = nn.ConvTranspose2d(channels, self.num_classes, 2, stride=2)

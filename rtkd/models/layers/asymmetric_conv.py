@@ -53,13 +53,24 @@ class AsymmetricConv(BaseModule):
                              f'in_channels={in_channels} and out_channels={out_channels}.')
         pad = dilation * (kernel_size - 1) // 2
         self.conv_kx1 = ConvModule(
-            in_channels, out_channels, (kernel_size, 1), stride=(stride, 1), padding=(pad, 0),
-            dilation=(dilation, 1), groups=groups, conv_cfg=conv_cfg,
+            in_channels,
+            out_channels, (kernel_size, 1),
+            stride=(stride, 1),
+            padding=(pad, 0),
+            dilation=(dilation, 1),
+            groups=groups,
+            conv_cfg=conv_cfg,
             norm_cfg=norm_cfg if mid_norm_act else None,
             act_cfg=act_cfg if mid_norm_act else None)
         self.conv_1xk = ConvModule(
-            out_channels, out_channels, (1, kernel_size), stride=(1, stride), padding=(0, pad),
-            dilation=(1, dilation), groups=groups, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
+            out_channels,
+            out_channels, (1, kernel_size),
+            stride=(1, stride),
+            padding=(0, pad),
+            dilation=(1, dilation),
+            groups=groups,
+            conv_cfg=conv_cfg,
+            norm_cfg=norm_cfg,
             act_cfg=act_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

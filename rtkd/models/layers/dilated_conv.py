@@ -41,6 +41,13 @@ class DilatedConv(ConvModule):
             raise ValueError(f'DilatedConv needs an odd kernel_size and dilation >= 1, got '
                              f'kernel_size={kernel_size}, dilation={dilation}.')
         super().__init__(
-            in_channels, out_channels, kernel_size, stride=stride,
-            padding=dilation * (kernel_size - 1) // 2, dilation=dilation, groups=groups,
-            norm_cfg=norm_cfg, act_cfg=act_cfg, **kwargs)
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=dilation * (kernel_size - 1) // 2,
+            dilation=dilation,
+            groups=groups,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg,
+            **kwargs)

@@ -85,11 +85,12 @@ class ESPModule(BaseModule):
         n = out_channels // k
         n1 = out_channels - (k - 1) * n
         ksize = 3 if stride == 2 else 1
-        self.reduce = build_conv_layer(conv_cfg, in_channels, n, ksize, stride=stride,
-                                       padding=ksize // 2, bias=False)
+        self.reduce = build_conv_layer(
+            conv_cfg, in_channels, n, ksize, stride=stride, padding=ksize // 2, bias=False)
         self.branches = nn.ModuleList([
-            build_conv_layer(conv_cfg, n, n1 if i == 0 else n, 3, padding=d, dilation=d,
-                             bias=False) for i, d in enumerate(dilations)
+            build_conv_layer(
+                conv_cfg, n, n1 if i == 0 else n, 3, padding=d, dilation=d, bias=False)
+            for i, d in enumerate(dilations)
         ])
         self.post = norm_prelu(out_channels, norm_cfg)
 

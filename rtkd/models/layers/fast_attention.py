@@ -67,7 +67,9 @@ class FastAttention(BaseModule):
         self.out_proj = ConvModule(in_channels, in_channels, act_cfg=act_cfg, **common)
 
     @staticmethod
-    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    def attend(q: torch.Tensor,
+               k: torch.Tensor,
+               v: torch.Tensor,
                scale_by_pixels: bool = True) -> torch.Tensor:
         """Linear-cost cosine attention ``Q_hat (K_hat^T V) [/ n]`` on ``N x C x H x W`` maps.
 

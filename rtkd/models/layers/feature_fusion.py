@@ -49,12 +49,19 @@ class FeatureFusion(BaseModule):
         super().__init__(init_cfg)
         self.align_corners = align_corners
         self.low_dwconv = ConvModule(
-            low_channels, low_channels, 3, padding=dilation, dilation=dilation,
-            groups=low_channels, conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
-        self.low_project = ConvModule(low_channels, out_channels, 1, conv_cfg=conv_cfg,
-                                      norm_cfg=norm_cfg, act_cfg=None)
-        self.high_project = ConvModule(high_channels, out_channels, 1, conv_cfg=conv_cfg,
-                                       norm_cfg=norm_cfg, act_cfg=None)
+            low_channels,
+            low_channels,
+            3,
+            padding=dilation,
+            dilation=dilation,
+            groups=low_channels,
+            conv_cfg=conv_cfg,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
+        self.low_project = ConvModule(
+            low_channels, out_channels, 1, conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=None)
+        self.high_project = ConvModule(
+            high_channels, out_channels, 1, conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=None)
         self.act = build_activation_layer(act_cfg) if act_cfg is not None else nn.Identity()
 
     def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:

@@ -16,15 +16,17 @@ from mmseg.models.utils import InvertedResidual
 __all__ = ['InvertedResidual', 'make_bottleneck_stage']
 
 
-def make_bottleneck_stage(in_channels: int,
-                          out_channels: int,
-                          num_blocks: int,
-                          stride: int = 1,
-                          expand_ratio: int = 6,
-                          dilation: int = 1,
-                          conv_cfg: Optional[dict] = None,
-                          norm_cfg: Optional[dict] = dict(type='BN'),
-                          act_cfg: Optional[dict] = dict(type='ReLU6')) -> nn.Sequential:
+def make_bottleneck_stage(
+    in_channels: int,
+    out_channels: int,
+    num_blocks: int,
+    stride: int = 1,
+    expand_ratio: int = 6,
+    dilation: int = 1,
+    conv_cfg: Optional[dict] = None,
+    norm_cfg: Optional[dict] = dict(type='BN'),
+    act_cfg: Optional[dict] = dict(type='ReLU6')
+) -> nn.Sequential:
     """Build one "(t, c, n, s)" row of a MobileNetV2 table: ``n`` inverted residual blocks.
 
     The first block maps ``in_channels -> out_channels`` with ``stride``; the others keep

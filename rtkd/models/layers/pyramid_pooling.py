@@ -58,12 +58,21 @@ class PyramidPooling(BaseModule):
         self.branches = nn.ModuleList([
             nn.Sequential(
                 nn.AdaptiveAvgPool2d(b),
-                ConvModule(in_channels, branch_channels, 1, conv_cfg=conv_cfg,
-                           norm_cfg=norm_cfg, act_cfg=act_cfg)) for b in self.bins
+                ConvModule(
+                    in_channels,
+                    branch_channels,
+                    1,
+                    conv_cfg=conv_cfg,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg)) for b in self.bins
         ])
         self.post_conv = ConvModule(
-            in_channels + branch_channels * len(self.bins), out_channels, post_kernel_size,
-            padding=post_kernel_size // 2, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
+            in_channels + branch_channels * len(self.bins),
+            out_channels,
+            post_kernel_size,
+            padding=post_kernel_size // 2,
+            conv_cfg=conv_cfg,
+            norm_cfg=norm_cfg,
             act_cfg=act_cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,8 +84,8 @@ class PyramidPooling(BaseModule):
                 pooled = branch[1](adaptive_avg_pool2d_matmul(x, b))
             else:
                 pooled = branch(x)
-            outs.append(resize(pooled, size=x.shape[2:], mode='bilinear',
-                               align_corners=self.align_corners))
+            outs.append(
+                resize(pooled, size=x.shape[2:], mode='bilinear', align_corners=self.align_corners))
         return self.post_conv(torch.cat(outs, dim=1))
 
 
