@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CONFIG_DIR, ROOT, tiny_data_options
+from helpers import CONFIG_DIR, ROOT, tiny_data_options
 
 TOOLS = osp.join(ROOT, 'tools', 'analysis')
 # mmseg's stock _base_ folder by path: the same files as 'mmseg::_base_/...', without mmengine
 # scanning mmseg's ~200 model-index YAML files at every config parse (seconds per parse)
-MMSEG_BASE = osp.join(osp.dirname(importlib.util.find_spec('mmseg').origin), '.mim', 'configs',
-                      '_base_')
+MMSEG_BASE = osp.join(
+    osp.dirname(importlib.util.find_spec('mmseg').origin), '.mim', 'configs', '_base_')
 
 MODEL_CFG = """
 _base_ = ['{mmseg_base}/models/fast_scnn.py', '{base}/datasets/camvid.py',
@@ -67,8 +67,9 @@ def load_tool(name):
 def write_config(folder, runtime='vis_draw.py'):
     path = osp.join(folder, f'fast-scnn_tiny_{osp.splitext(runtime)[0]}.py')
     with open(path, 'w') as f:
-        f.write(MODEL_CFG.format(base=osp.join(CONFIG_DIR, '_base_'), runtime=runtime,
-                                 mmseg_base=MMSEG_BASE))
+        f.write(
+            MODEL_CFG.format(
+                base=osp.join(CONFIG_DIR, '_base_'), runtime=runtime, mmseg_base=MMSEG_BASE))
     return path
 
 
@@ -78,14 +79,18 @@ def tiny_run(cfg_path, data_root, work_dir, iters=2, lr=0.01, seed=0, draw=True)
     cfg = Config.fromfile(cfg_path)
     opts = tiny_data_options(data_root)
     opts.update({
-        'train_cfg.max_iters': iters, 'train_cfg.val_interval': 1,
-        'default_hooks.checkpoint.interval': iters, 'default_hooks.logger.interval': 1,
-        'default_hooks.visualization.interval': 1, 'default_hooks.visualization.draw': draw,
+        'train_cfg.max_iters': iters,
+        'train_cfg.val_interval': 1,
+        'default_hooks.checkpoint.interval': iters,
+        'default_hooks.logger.interval': 1,
+        'default_hooks.visualization.interval': 1,
+        'default_hooks.visualization.draw': draw,
         'train_dataloader.dataset.pipeline.2.scale': (64, 48),
         'train_dataloader.dataset.pipeline.3.crop_size': (32, 48),
         'val_dataloader.dataset.pipeline.1.scale': (64, 48),
         'test_dataloader.dataset.pipeline.1.scale': (64, 48),
-        'optimizer.lr': lr, 'optim_wrapper.optimizer.lr': lr,
+        'optimizer.lr': lr,
+        'optim_wrapper.optimizer.lr': lr,
         'randomness': dict(seed=seed),
         # one process, several Runners: mmengine reuses a visualizer of the same name (and
         # its log folder), so give each run its own
@@ -111,8 +116,9 @@ model = dict(
 
 
 def distiller_available() -> bool:
-    import rtkd  # noqa: F401
     from mmengine.registry import MODELS
+
+    import rtkd  # noqa: F401
     return MODELS.get('Distiller') is not None
 
 
@@ -131,8 +137,9 @@ def runs(tiny_camvid, tmp_path_factory):
         # teacher file in the shared teacher's format: {'state_dict', 'meta'} (our own file)
         ck = torch.load(osp.join(a, 'iter_2.pth'), map_location='cpu', weights_only=True)
         teacher = str(root / 'teacher.pth')
-        torch.save(dict(state_dict=ck['state_dict'], meta=dict(dataset_meta=ck['meta'][
-            'dataset_meta'])), teacher)
+        torch.save(
+            dict(state_dict=ck['state_dict'], meta=dict(dataset_meta=ck['meta']['dataset_meta'])),
+            teacher)
         kd_cfg = str(root / 'cwd_logits_tiny.py')
         with open(kd_cfg, 'w') as f:
             f.write(KD_CFG.format(student=cfg, teacher=teacher))
@@ -198,36 +205,62 @@ def test_parse_logs_of_a_distillation_run(runs):
 
 
 def test_split_distill_losses_and_class_table(tmp_path):
+    """scalars.json only (no text log is read): curves, losses, per-class IoU scalars as
+    PerClassIoUMetric logs them (``IoU.<class>``, ``Acc.<class>``; NaN for an absent class)."""
     from rtkd.visualization.run_logs import load_run
     d = tmp_path / 'kd' / '20260101_000000'
     (d / 'vis_data').mkdir(parents=True)
-    lines = [dict(step=s, loss=3.0 - s / 10, **{'decode.loss_ce': 2.0 - s / 10, 'loss_cwd': 1.0,
-                                                'distill.loss_pair': 0.1})
-             for s in (1, 2, 3)] + [dict(step=3, mIoU=12.5, aAcc=50.0, mAcc=20.0)]
-    (d / 'vis_data' / 'scalars.json').write_text(
+    lines = [
+        dict(
+            step=s,
+            loss=3.0 - s / 10,
+            **{
+                'decode.loss_ce': 2.0 - s / 10,
+                'loss_cwd': 1.0,
+                'distill.loss_pair': 0.1
+            }) for s in (1, 2, 3)
+    ] + [
+        dict(step=2, mIoU=1.0, **{
+            'IoU.Sky': 10.0,
+            'Acc.Sky': 1.0
+        }),
+        dict(
+            step=3,
+            mIoU=12.5,
+            aAcc=50.0,
+            mAcc=20.0,
+            **{
+                'IoU.Sky': 81.5,
+                'IoU.Road': float('nan'),
+                'Acc.Sky': 90.1,
+                'Acc.Road': float('nan')
+            })
+    ]
+    (d / 'vis_data' / 'scalars.json').write_text(  # json.dumps writes NaN as mmengine does
         '\n'.join(json.dumps(x) for x in lines) + '\n{"step": 4, "loss": 1.')  # cut last line
-    (d / '20260101_000000.log').write_text(
-        '01/01 00:00:00 - mmengine - INFO - per class results:\n'
-        '01/01 00:00:00 - mmengine - INFO - \n+-------+-------+------+\n'
-        '| Class |  IoU  | Acc  |\n+-------+-------+------+\n'
-        '|  Sky  | 81.5  | 90.1 |\n| Road  |  nan  | nan  |\n+-------+-------+------+\n'
-        '01/01 00:00:01 - mmengine - INFO - Iter(val) [1/1] mIoU: 12.5\n')
-    # a later test-only launch (text log, no scalars): its table must not replace the val one
+    # a later test-only launch (its metrics JSON, no scalars): must not replace the val table
     t = tmp_path / 'kd' / '20260102_000000'
     t.mkdir()
-    (t / '20260102_000000.log').write_text('x - INFO - per class results:\n| Class | IoU |\n'
-                                          '| Sky | 1.0 |\n')
+    (t / '20260102_000000.json').write_text(json.dumps({'mIoU': 1.0, 'IoU.Sky': 1.0}))
     # a resumed launch continues the curves (step 3 is logged again and replaces the old line)
     r = tmp_path / 'kd' / '20260103_000000' / 'vis_data'
     r.mkdir(parents=True)
-    (r / 'scalars.json').write_text(json.dumps({'step': 3, 'loss': 0.5}) + '\n'
-                                    + json.dumps({'step': 4, 'loss': 0.4}) + '\n')
+    (r / 'scalars.json').write_text(
+        json.dumps({
+            'step': 3,
+            'loss': 0.5
+        }) + '\n' + json.dumps({
+            'step': 4,
+            'loss': 0.4
+        }) + '\n')
     run = load_run(str(tmp_path / 'kd'))
     assert [x['step'] for x in run.train] == [1, 2, 3, 4] and run.train[2]['loss'] == 0.5
     assert run.split_losses() == (['decode.loss_ce'], ['loss_cwd', 'distill.loss_pair'])
     assert run.class_table['Sky'] == {'IoU': 81.5, 'Acc': 90.1}
     assert np.isnan(run.class_table['Road']['IoU'])
     assert run.final_metrics()['mIoU'] == 12.5
+    from rtkd.visualization.run_logs import read_test_metrics
+    assert read_test_metrics(str(tmp_path / 'kd')) == {'mIoU': 1.0, 'IoU.Sky': 1.0}
 
 
 def test_distill_report_html(runs, tmp_path):
@@ -239,9 +272,17 @@ def test_distill_report_html(runs, tmp_path):
                      f'Fast-SCNN,1.403,0.9,60.1,{runs["cfg"]},\nX,9.9,1,1.0,other.py,\n')
     out = tmp_path / 'report.html'
     tool = load_tool('distill_report')
-    tool.main([runs['b'], other, '--names', 'baseline', 'distilled', '--stats', str(stats),
-               '--out', str(out)])
+    tool.main([
+        runs['b'], other, '--names', 'baseline', 'distilled', '--stats',
+        str(stats), '--out',
+        str(out), '--markdown',
+        str(tmp_path / 'tables.md')
+    ])
     page = out.read_text()
+    md = (tmp_path / 'tables.md').read_text()  # the same tables through pandas + tabulate
+    assert md.count('| baseline ') == 1 and md.count('| distilled ') == 1
+    per_class_md = md.split('## Per-class IoU')[1]
+    assert per_class_md.count('\n| ') == 12 and '| Bicyclist ' in per_class_md
     imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(imgs) == 3 and all(len(i) > 1000 for i in imgs)
     metrics = page.split('<table id="metrics">')[1].split('</table>')[0]
@@ -282,8 +323,13 @@ def test_distill_report_errors(runs, tmp_path, capsys):
 
 def test_distill_report_cli(runs, tmp_path):
     out = tmp_path / 'cli.html'
-    res = subprocess.run([sys.executable, osp.join(TOOLS, 'distill_report.py'), runs['a'],
-                          '--out', str(out)], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable,
+         osp.join(TOOLS, 'distill_report.py'), runs['a'], '--out',
+         str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert out.is_file() and 'wrote' in res.stdout
 
@@ -294,17 +340,19 @@ def test_show_predictions(runs, tmp_path):
     tool = load_tool('show_predictions')
     ck_a, ck_b = osp.join(runs['a'], 'iter_2.pth'), osp.join(runs['b'], 'iter_2.pth')
     # the distilled column: the Distiller config + its whole checkpoint (student weights taken)
-    kd = [runs['kd_cfg'], osp.join(runs['kd'], 'iter_2.pth')] if runs['kd'] else [runs['cfg'],
-                                                                                    ck_a]
-    summary = tool.main(['--dataset-config', runs['cfg'], '--data-root', runs['data'], '-n', '2',
-                         '--teacher', runs['cfg'], ck_a, '--student', runs['cfg'], ck_b,
-                         '--distilled', *kd, '--model', 'teacher again', runs['cfg'], ck_a,
-                         '--out', str(out)])
+    kd = [runs['kd_cfg'], osp.join(runs['kd'], 'iter_2.pth')] if runs['kd'] else [runs['cfg'], ck_a]
+    summary = tool.main([
+        '--dataset-config', runs['cfg'], '--data-root', runs['data'], '-n', '2', '--teacher',
+        runs['cfg'], ck_a, '--student', runs['cfg'], ck_b, '--distilled', *kd, '--model',
+        'teacher again', runs['cfg'], ck_a, '--out',
+        str(out)
+    ])
     (w, h), meta = png_meta(out)
     assert meta == summary
     assert meta['rows'] == 2 and meta['cols'] == 6 and meta['panels'] == 12
-    assert meta['columns'] == ['image', 'ground truth', 'teacher', 'student', 'distilled',
-                               'teacher again']
+    assert meta['columns'] == [
+        'image', 'ground truth', 'teacher', 'student', 'distilled', 'teacher again'
+    ]
     assert meta['classes'][0] == 'Sky' and len(meta['classes']) == 11
     # the same weights in two columns give the same per-image mIoU
     assert meta['mean_image_miou']['teacher'] == meta['mean_image_miou']['teacher again']
@@ -316,8 +364,11 @@ def test_show_predictions_folder_and_errors(runs, tmp_path):
     tool = load_tool('show_predictions')
     ck = osp.join(runs['a'], 'iter_2.pth')
     out = tmp_path / 'folder.png'
-    meta = tool.main(['--img-dir', osp.join(runs['data'], 'test'), '-n', '1',
-                      '--student', runs['cfg'], ck, '--out', str(out)])
+    meta = tool.main([
+        '--img-dir',
+        osp.join(runs['data'], 'test'), '-n', '1', '--student', runs['cfg'], ck, '--out',
+        str(out)
+    ])
     assert meta['columns'] == ['image', 'student'] and meta['rows'] == 1
     assert png_meta(out)[1]['classes'][-1] == 'Bicyclist'  # palette from the checkpoint meta
     with pytest.raises(SystemExit, match='student checkpoint .*nope.pth.* does not exist'):
@@ -332,12 +383,14 @@ def test_show_channels(runs, tmp_path):
     tool = load_tool('show_channels')
     img = sorted(glob.glob(osp.join(runs['data'], 'val', '*.png')))[0]
     ck_a, ck_b = osp.join(runs['a'], 'iter_2.pth'), osp.join(runs['b'], 'iter_2.pth')
-    student = [runs['kd_cfg'], osp.join(runs['kd'], 'iter_2.pth')] if runs['kd'] else [
-        runs['cfg'], ck_b]
-    summary = tool.main(['--teacher', runs['cfg'], ck_a, '--student', *student,
-                         '--layer-teacher', 'decode_head.conv_seg',
-                         '--layer-student', 'decode_head.conv_seg', '--img', img,
-                         '--tau', '4', '--out', str(out)])
+    student = [runs['kd_cfg'], osp.join(runs['kd'], 'iter_2.pth')
+               ] if runs['kd'] else [runs['cfg'], ck_b]
+    summary = tool.main([
+        '--teacher', runs['cfg'], ck_a, '--student', *student, '--layer-teacher',
+        'decode_head.conv_seg', '--layer-student', 'decode_head.conv_seg', '--img', img, '--tau',
+        '4', '--out',
+        str(out)
+    ])
     (w, h), meta = png_meta(out)
     assert meta['rows'] == 12 and meta['cols'] == 2  # input row + 11 class channels
     assert meta['channels'] == list(range(11)) and meta['row_labels'][0].startswith('0: Sky')
@@ -345,9 +398,11 @@ def test_show_channels(runs, tmp_path):
     assert all(k >= -1e-6 for k in meta['kl']) and summary['cwd_loss'] > 0
     assert h > w  # 12 rows, 2 columns
     # the same network as teacher and student: every channel's divergence is 0
-    same = tool.main(['--teacher', runs['cfg'], ck_a, '--student', runs['cfg'], ck_a,
-                      '--img', img, '--channels', '0', '3', '--no-image',
-                      '--out', str(tmp_path / 'same.png')])
+    same = tool.main([
+        '--teacher', runs['cfg'], ck_a, '--student', runs['cfg'], ck_a, '--img', img, '--channels',
+        '0', '3', '--no-image', '--out',
+        str(tmp_path / 'same.png')
+    ])
     assert same['rows'] == 2 and max(abs(k) for k in same['kl']) < 1e-5
 
 
@@ -356,14 +411,22 @@ def test_show_channels_tuple_tap_and_bad_name(runs, tmp_path):
     img = sorted(glob.glob(osp.join(runs['data'], 'val', '*.png')))[0]
     ck_a, ck_b = osp.join(runs['a'], 'iter_2.pth'), osp.join(runs['b'], 'iter_2.pth')
     # backbone returns a tuple of 3 maps: index the last (128 channels) -> top-4 by divergence
-    meta = tool.main(['--teacher', runs['cfg'], ck_a, '--student', runs['cfg'], ck_b,
-                      '--layer-teacher', 'backbone[2]', '--layer-student', 'backbone[2]',
-                      '--img', img, '--max-channels', '4', '--out', str(tmp_path / 'bb.png')])
+    meta = tool.main([
+        '--teacher', runs['cfg'], ck_a, '--student', runs['cfg'], ck_b, '--layer-teacher',
+        'backbone[2]', '--layer-student', 'backbone[2]', '--img', img, '--max-channels', '4',
+        '--out',
+        str(tmp_path / 'bb.png')
+    ])
     assert meta['teacher_shape'][0] == 128 and len(meta['channels']) == 4
-    with pytest.raises(SystemExit, match=r"no module 'decode_head\.conv_sge'.*"
-                                         r"decode_head\.conv_seg"):
-        tool.main(['--teacher', runs['cfg'], ck_a, '--student', runs['cfg'], ck_b,
-                   '--layer-student', 'decode_head.conv_sge', '--img', img])
+    with pytest.raises(
+            SystemExit, match=r"no module 'decode_head\.conv_sge'.*"
+            r"decode_head\.conv_seg"):
+        tool.main([
+            '--teacher', runs['cfg'], ck_a, '--student', runs['cfg'], ck_b, '--layer-student',
+            'decode_head.conv_sge', '--img', img
+        ])
     with pytest.raises(SystemExit, match='not a tuple'):
-        tool.main(['--teacher', runs['cfg'], ck_a, '--student', runs['cfg'], ck_b,
-                   '--layer-student', 'decode_head.conv_seg[0]', '--img', img])
+        tool.main([
+            '--teacher', runs['cfg'], ck_a, '--student', runs['cfg'], ck_b, '--layer-student',
+            'decode_head.conv_seg[0]', '--img', img
+        ])

@@ -44,15 +44,17 @@ for run in baseline cwd; do
     || { tail -20 "$WORK_DIR/$run/test.log"; exit 1; }
 done
 python - "$WORK_DIR" <<'PY'
-# mim test's metrics as mmengine writes them: <work_dir>/<timestamp>/<timestamp>.json
-import glob, json, os.path as osp, sys
+# mim test's metrics as mmengine writes them (<work_dir>/<timestamp>/<timestamp>.json), read by
+# the same function as the benchmarks and the report; no log is grepped
+import sys
+from rtkd.visualization.run_logs import read_test_metrics
 wd = sys.argv[1]
 res = {}
 for run in ('baseline', 'cwd'):
-    files = sorted(glob.glob(osp.join(wd, run, 'test', '*', '*.json')), key=osp.getmtime)
-    if not files:
+    m = read_test_metrics(f'{wd}/{run}/test')
+    if m is None:
         sys.exit(f'[main_job] no metrics file under {wd}/{run}/test/ (see {wd}/{run}/test.log)')
-    res[run] = float(json.load(open(files[-1]))['mIoU'])
+    res[run] = float(m['mIoU'])
 print(f"[main_job] CamVid test mIoU - Fast-SCNN baseline: {res['baseline']:.2f}  "
       f"Fast-SCNN + CWD from the teacher: {res['cwd']:.2f}  "
       f"(difference {res['cwd'] - res['baseline']:+.2f})")

@@ -1,15 +1,19 @@
-# Runtime that also logs to TensorBoard when the `tensorboard` package is installed (scalars:
-# losses, lr, mIoU; images when drawing is on). Use it INSTEAD of '../_base_/default_runtime.py'
-# in `_base_`. Without tensorboard it silently keeps only LocalVisBackend (vis_data/scalars.json),
-# so the config works everywhere; `pip install tensorboard` turns the second backend on and
+# TensorBoard on, for ANY config (network, baseline or distillation recipe): add this ONE line to
+# the config itself (not to `_base_`: the network configs already inherit a runtime base, and
+# mmengine refuses the same key, `visualizer`, in two bases: "Duplicate key is not allowed among
+# bases"). It merges into the inherited visualizer (type and name stay; the backend list is
+# replaced):
+#
+#     visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
+#
+# Scalars (losses, lr, mIoU, the per-class IoU.<class> of PerClassIoUMetric; images when drawing
+# is on) then go to <work_dir>/<timestamp>/vis_data/events.out.tfevents.* as well as to
+# scalars.json (LocalVisBackend, read by tools/analysis/distill_report.py):
 #     tensorboard --logdir <work_dir>
-# shows the runs (logs are written to <work_dir>/<timestamp>/vis_data/). tensorboard is NOT part of
-# requirements/ (the rtkd venv does not ship it); tools/analysis/distill_report.py reads the
-# LocalVisBackend logs and needs no TensorBoard.
-# Drawing on top: --cfg-options default_hooks.visualization.draw=True
+# tensorboard is installed by tools/setup_env.sh (requirements/runtime.txt).
+#
+# This file is the same thing as a runtime base: use it INSTEAD of '../_base_/default_runtime.py'
+# in a new config's `_base_`.
 _base_ = ['./default_runtime.py']
-# (no `import` statement: mmengine would switch to its "lazy import" config syntax)
-vis_backends = [dict(type='LocalVisBackend')] + (
-    [dict(type='TensorboardVisBackend')]
-    if __import__('importlib.util').util.find_spec('tensorboard') is not None else [])
-visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(vis_backends=vis_backends)

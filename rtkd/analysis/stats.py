@@ -1,4 +1,6 @@
-"""Build any mmseg segmentor from a config and measure it: parameters, FLOPs, CPU latency.
+"""Measure an mmseg segmentor: parameters, FLOPs, CPU latency.
+
+Models are built by :func:`rtkd.apis.init_segmentor` (re-exported here as ``build_segmentor``).
 
 What is measured (the same definitions are printed by ``tools/analysis/model_stats.py``):
 
@@ -16,7 +18,6 @@ What is measured (the same definitions are printed by ``tools/analysis/model_sta
 """
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -24,6 +25,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# Models are built and loaded by the one loading layer (re-exported: the tools import them here).
+from rtkd.apis import init_segmentor as build_segmentor  # noqa: E402,F401
+from rtkd.apis import load_weights  # noqa: E402,F401
 
 REFERENCE_CONFIG = 'mmseg::_base_/models/fast_scnn.py'
 """mmseg's stock Fast-SCNN model config, the latency reference of ``model_stats.py``."""
@@ -60,116 +65,12 @@ class TensorForward(nn.Module):
                                  f'{len(out)} outputs; TensorForward needs a single logits tensor.')
             out = out[0]
         if self.resize_to_input and out.shape[2:] != x.shape[2:]:
-            out = F.interpolate(out, size=x.shape[2:], mode='bilinear',
-                                align_corners=bool(getattr(self.segmentor, 'align_corners', False)))
+            out = F.interpolate(
+                out,
+                size=x.shape[2:],
+                mode='bilinear',
+                align_corners=bool(getattr(self.segmentor, 'align_corners', False)))
         return out
-
-
-def load_config(config):
-    """Load a config from a local path, a ``pkg::path`` (e.g. ``mmseg::_base_/models/x.py``) or a
-    :class:`mmengine.Config`.
-
-    Args:
-        config (str | Config): what to load.
-
-    Returns:
-        Config: the loaded config (``custom_imports`` already imported).
-    """
-    import os.path as osp
-
-    from mmengine.config import Config
-    if isinstance(config, Config):
-        return config
-    if not isinstance(config, str):
-        raise TypeError('config must be a path or an mmengine Config, got '
-                        f'{type(config).__name__}.')
-    if '::' in config and not osp.isfile(config):
-        from mmengine.hub import get_config
-        return get_config(config)
-    from rtkd.utils import check_file
-    check_file(config, 'config')
-    return Config.fromfile(config)
-
-
-def build_segmentor(config, checkpoint: Optional[str] = None,
-                    cfg_options: Optional[dict] = None, seed: int = 0) -> nn.Module:
-    """Build the segmentor of a config on CPU, in eval mode, ready to be measured or exported.
-
-    SyncBN layers are converted to BN (they cannot run on CPU); weights are random (seeded, no
-    pretrained download) unless ``checkpoint`` is given.
-
-    Args:
-        config (str | Config): config path, ``pkg::path`` or a loaded Config.
-        checkpoint (str, optional): checkpoint to load (see :func:`load_weights`).
-        cfg_options (dict, optional): overrides in ``merge_from_dict`` form.
-        seed (int): seed of the random initialisation.
-
-    Returns:
-        nn.Module: the segmentor (an ``mmseg.models.segmentors.BaseSegmentor``).
-    """
-    import mmseg.models  # noqa: F401  (registers mmseg's modules)
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import init_default_scope
-    from mmseg.models.segmentors import BaseSegmentor
-    from mmseg.registry import MODELS
-
-    cfg = load_config(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if 'model' not in cfg:
-        raise ValueError(f'config {config!r} has no `model`; pass a full segmentor config.')
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model_cfg = cfg.model.copy()
-    if 'pretrained' in model_cfg:
-        model_cfg['pretrained'] = None
-    torch.manual_seed(seed)
-    model = MODELS.build(model_cfg)
-    if not isinstance(model, BaseSegmentor):
-        raise ValueError(
-            f'config {config!r} builds a {type(model).__name__}, not an mmseg segmentor; pass a '
-            'segmentor config (for a distillation recipe, pass its student config).')
-    model = revert_sync_batchnorm(model)
-    if checkpoint is not None:
-        load_weights(model, checkpoint)
-    model.cfg = cfg
-    return model.eval()
-
-
-def load_weights(model: nn.Module, checkpoint: str) -> dict:
-    """Load a checkpoint into ``model`` and fail if any model weight is missing from it.
-
-    Accepts a normal mmseg/mmengine checkpoint (``{'state_dict': ...}``), a bare state dict, a
-    DDP one (``module.`` prefix) or a distiller one (``student.`` prefix: the student is taken,
-    anything else in it is reported and ignored). Loaded with
-    :func:`mmengine.runner.load_checkpoint` on CPU.
-
-    Args:
-        model (nn.Module): the model.
-        checkpoint (str): local path or URL.
-
-    Returns:
-        dict: the loaded checkpoint.
-    """
-    from mmengine.runner import load_checkpoint
-
-    from rtkd.utils import check_file
-    check_file(checkpoint, 'checkpoint')
-    revise = [(r'^module\.', ''), (r'^student\.', '')]
-    ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=False,
-                           revise_keys=revise)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
-    keys = set()
-    for k in state:
-        for pattern, repl in revise:
-            k = re.sub(pattern, repl, k)
-        keys.add(k)
-    missing = [k for k in model.state_dict() if k not in keys]
-    if missing:
-        raise ValueError(
-            f'checkpoint {checkpoint!r} does not fit this config: {len(missing)} of the model\'s '
-            f'{len(model.state_dict())} weights are missing from it (e.g. {missing[:3]}); pass a '
-            'checkpoint trained with this config.')
-    return ckpt
 
 
 def num_classes_of(model: nn.Module) -> Optional[int]:
@@ -228,7 +129,8 @@ def count_flops(model: nn.Module, x: torch.Tensor) -> Tuple[int, Counter]:
     return int(total), Counter(analyzer.unsupported_ops())
 
 
-def time_round_robin(fns: Dict[str, Callable[[], object]], warmup: int = 3,
+def time_round_robin(fns: Dict[str, Callable[[], object]],
+                     warmup: int = 3,
                      repeat: int = 7) -> Dict[str, List[float]]:
     """Time several callables fairly: warm each up, then run them in turns ``repeat`` times.
 

@@ -1,4 +1,7 @@
-"""Build a network (student or teacher) from a config path, ``pkg::path``, or a dict.
+"""Build a network (student or teacher) for training from a config path, ``pkg::path``, or a dict.
+
+Paths and specs are resolved by :mod:`rtkd.apis` (the one loading layer; inference models are
+built there too, by :func:`rtkd.apis.init_segmentor`).
 
 Accepted specs (``what`` is ``'student'`` or ``'teacher'``):
 
@@ -16,15 +19,21 @@ Accepted specs (``what`` is ``'student'`` or ``'teacher'``):
 from __future__ import annotations
 
 import copy
-import os.path as osp
 from typing import Optional, Tuple
 
 import torch.nn as nn
-from mmengine.config import Config, ConfigDict
+from mmengine.config import ConfigDict
 from mmengine.registry import MODELS, DefaultScope
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-_SPEC_KEYS = {'config', 'checkpoint', 'cfg_options', 'scope', 'model'}
+# Config paths, checkpoint paths and specs are resolved in one place, rtkd.apis; re-exported here
+# for the distiller (and older imports).
+from rtkd.apis import (REPO_ROOT, load_config, normalize_spec, resolve_checkpoint_path,
+                       resolve_config_path)
+
+__all__ = [
+    'REPO_ROOT', 'build_network', 'close_registered_names', 'load_config', 'normalize_spec',
+    'resolve_checkpoint_path', 'resolve_config_path'
+]
 
 
 def close_registered_names(type_name: str, n: int = 5) -> str:
@@ -45,62 +54,6 @@ def close_registered_names(type_name: str, n: int = 5) -> str:
         low = str(type_name).lower()
         close = [k for k in names if low[:4] and low[:4] in k.lower()][:n]
     return ', '.join(close)
-
-
-def resolve_config_path(path: str, what: str) -> str:
-    """Find a config file (``pkg::`` paths pass through); one-sentence error when missing.
-
-    Args:
-        path (str): local path (absolute, relative to cwd or to the repo root) or ``pkg::path``.
-        what (str): for the message, e.g. ``'teacher config'``.
-
-    Returns:
-        str: an absolute path or the ``pkg::path`` unchanged.
-    """
-    if '::' in path:
-        return path
-    tried = [path] if osp.isabs(path) else [osp.abspath(path), osp.join(REPO_ROOT, path)]
-    for cand in tried:
-        if osp.isfile(cand):
-            return osp.abspath(cand)
-    raise FileNotFoundError(f'{what} not found: tried {", ".join(repr(t) for t in tried)}; '
-                            f'give a path relative to the current directory or the repo root.')
-
-
-def resolve_checkpoint_path(path: str, what: str) -> str:
-    """Local checkpoint lookup like :func:`resolve_config_path`; URLs pass through."""
-    if '://' in path:
-        return path
-    tried = [path] if osp.isabs(path) else [osp.abspath(path), osp.join(REPO_ROOT, path)]
-    for cand in tried:
-        if osp.isfile(cand):
-            return osp.abspath(cand)
-    raise FileNotFoundError(f'{what} checkpoint not found: {tried[0]!r} does not exist; fix '
-                            f'the checkpoint path (a local file or a URL).')
-
-
-def load_config(path: str) -> Config:
-    """Load a config from a local path or an installed package (``mmseg::...``)."""
-    if '::' in path:
-        from mmengine.hub import get_config
-        return get_config(path)
-    return Config.fromfile(path)
-
-
-def normalize_spec(spec, what: str) -> dict:
-    """Turn any accepted spec into ``dict(config|model, checkpoint, cfg_options, scope)``."""
-    if isinstance(spec, str):
-        return dict(config=spec)
-    if isinstance(spec, (dict, ConfigDict)):
-        spec = dict(copy.deepcopy(spec))
-        if 'type' in spec and 'config' not in spec:
-            return dict(model=spec, scope=spec.pop('_scope_', None))
-        unknown = set(spec) - _SPEC_KEYS
-        if unknown or not ({'config', 'model'} & set(spec)):
-            raise ValueError(f"{what} must be a config path, a model dict with 'type', or "
-                             f"dict(config=..., checkpoint=...); got keys {sorted(spec)}.")
-        return spec
-    raise TypeError(f'{what} must be a config path or a dict, got {type(spec).__name__}.')
 
 
 def build_network(spec, what: str) -> Tuple[nn.Module, Optional[str], str]:
@@ -129,8 +82,8 @@ def build_network(spec, what: str) -> Tuple[nn.Module, Optional[str], str]:
         if cfg.get('data_preprocessor') is not None and 'data_preprocessor' not in model_cfg:
             # mmpretrain configs keep it top-level; mmengine's Runner merges it the same way
             model_cfg['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor)
-        scope = scope or cfg.get('default_scope') or (
-            spec['config'].split('::')[0] if '::' in spec['config'] else None)
+        scope = scope or cfg.get('default_scope') or (spec['config'].split('::')[0]
+                                                      if '::' in spec['config'] else None)
         imports = cfg.get('custom_imports')
         if imports:
             from mmengine.utils import import_modules_from_strings

@@ -12,6 +12,8 @@ import io
 import math
 from typing import Dict, List, Optional, Sequence
 
+import pandas as pd
+
 from .run_logs import DISTILL_PATTERN, RunLog, match_stats, stats_columns
 
 _CSS = """
@@ -52,7 +54,8 @@ def _smooth(values: Sequence[float], window: int) -> List[float]:
     return out
 
 
-def plot_losses(runs: Sequence[RunLog], smooth: int = 1,
+def plot_losses(runs: Sequence[RunLog],
+                smooth: int = 1,
                 distill_pattern: str = DISTILL_PATTERN) -> str:
     """Training curves: one panel per run with its total, task and distillation losses.
 
@@ -83,11 +86,18 @@ def plot_losses(runs: Sequence[RunLog], smooth: int = 1,
             colors = iter(['tab:red', 'tab:purple', 'tab:brown', 'tab:pink', 'tab:olive'] * 4)
             for k in distill:
                 s, v = run.series(k)
-                handles += ax2.plot(s, _smooth(v, smooth), lw=1.4, ls='--', color=next(colors),
-                                    label=f'{k} (distill, right axis)')
+                handles += ax2.plot(
+                    s,
+                    _smooth(v, smooth),
+                    lw=1.4,
+                    ls='--',
+                    color=next(colors),
+                    label=f'{k} (distill, right axis)')
             ax2.set_ylabel('distillation loss')
-        ax.set_title(f'{run.name}: training losses'
-                     + (f' (moving average of {smooth})' if smooth > 1 else ''), fontsize=10)
+        ax.set_title(
+            f'{run.name}: training losses' +
+            (f' (moving average of {smooth})' if smooth > 1 else ''),
+            fontsize=10)
         ax.set_xlabel('iteration')
         ax.set_ylabel('loss')
         ax.grid(alpha=0.3)
@@ -99,7 +109,8 @@ def plot_losses(runs: Sequence[RunLog], smooth: int = 1,
     return _fig_to_b64(fig)
 
 
-def plot_task_loss_overlay(runs: Sequence[RunLog], smooth: int = 1,
+def plot_task_loss_overlay(runs: Sequence[RunLog],
+                           smooth: int = 1,
                            distill_pattern: str = DISTILL_PATTERN) -> str:
     """Sum of the task losses per run, all runs on one axis (does distillation help the task?).
 
@@ -123,8 +134,12 @@ def plot_task_loss_overlay(runs: Sequence[RunLog], smooth: int = 1,
                 steps.append(int(line['step']))
                 total.append(float(sum(vals)))
         if steps:
-            ax.plot(steps, _smooth(total, smooth), lw=1.4, marker='.' if len(steps) < 20 else None,
-                    label=run.name)
+            ax.plot(
+                steps,
+                _smooth(total, smooth),
+                lw=1.4,
+                marker='.' if len(steps) < 20 else None,
+                label=run.name)
     ax.set_title('task loss (sum of the non-distillation loss terms)', fontsize=10)
     ax.set_xlabel('iteration')
     ax.set_ylabel('task loss')
@@ -171,83 +186,154 @@ def _fmt(v, digits: int = 2) -> str:
     return html.escape(str(v))
 
 
-def _delta_cell(v: Optional[float], ref: Optional[float]) -> str:
-    if v is None or ref is None or math.isnan(v) or math.isnan(ref):
+def _delta_cell(d: Optional[float]) -> str:
+    if d is None or (isinstance(d, float) and math.isnan(d)):
         return '<td>-</td>'
-    d = v - ref
     cls = 'pos' if d > 0 else 'neg' if d < 0 else ''
     return f'<td class="{cls}">{d:+.2f}</td>'
 
 
-def metrics_table(runs: Sequence[RunLog], stats_rows: Sequence[Dict[str, str]] = ()) -> str:
-    """HTML table: one row per run with final/best mIoU, aAcc, mAcc, delta to the first run, and
-    the matching model statistics (parameters, latency, ...) when a stats CSV is given.
+def _num(v) -> Optional[float]:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _html_table(df: pd.DataFrame,
+                table_id: str,
+                left: Sequence[str] = (),
+                delta: Sequence[str] = (),
+                row_class: str = '') -> str:
+    """Render a DataFrame as the report's HTML table (left-aligned text columns, green/red
+    signed delta columns); ``'ref'`` cells stay text."""
+    head = ''.join(f'<th class="l">{html.escape(str(c))}</th>' if c in
+                   left else f'<th>{html.escape(str(c))}</th>' for c in df.columns)
+    out = [f'<table id="{table_id}"><tr>{head}</tr>']
+    tr = f'<tr class="{row_class}">' if row_class else '<tr>'
+    for _, row in df.iterrows():
+        cells = []
+        for c in df.columns:
+            v = row[c]
+            if c in delta and not isinstance(v, str):
+                cells.append(_delta_cell(_num(v)))
+            elif c in left:
+                cells.append(f'<td class="l">{html.escape(str(v))}</td>')
+            else:
+                cells.append(f'<td>{_fmt(v)}</td>')
+        out.append(tr + ''.join(cells) + '</tr>')
+    out.append('</table>')
+    return '\n'.join(out)
+
+
+def metrics_frame(runs: Sequence[RunLog], stats_rows: Sequence[dict] = ()) -> pd.DataFrame:
+    """One row per run: final/best mIoU, aAcc, mAcc, delta to the first run, and the matching
+    model statistics (parameters, latency, ...) when a stats CSV is given.
 
     Args:
         runs (Sequence[RunLog]): the runs; the first is the reference for the delta column.
         stats_rows (Sequence[dict]): rows of a model-stats CSV (may be empty).
 
     Returns:
-        str: an HTML ``<table>``.
+        pd.DataFrame: columns ``run``, ``work dir``, ``last iter``, ``mIoU (last val)``,
+        ``best mIoU``, ``aAcc``, ``mAcc``, ``ΔmIoU vs <first run>`` and the stats columns.
     """
     scols = stats_columns(stats_rows)
-    head = ['run', 'work dir', 'last iter', 'mIoU (last val)', 'best mIoU', 'aAcc', 'mAcc',
-            f'ΔmIoU vs {runs[0].name}'] + scols
-    out = ['<table id="metrics"><tr>'
-           + ''.join(f'<th class="l">{html.escape(h)}</th>' if i < 2 else
-                     f'<th>{html.escape(h)}</th>' for i, h in enumerate(head)) + '</tr>']
-    ref = runs[0].final_metrics().get('mIoU')
+    delta = f'ΔmIoU vs {runs[0].name}'
+    ref = _num(runs[0].final_metrics().get('mIoU'))
+    rows = []
     for run in runs:
         m = run.final_metrics()
-        last_iter = max([int(x['step']) for x in run.train] + [int(x['step']) for x in run.val])
-        row = [f'<td class="l">{html.escape(run.name)}</td>',
-               f'<td class="l">{html.escape(run.work_dir)}</td>', f'<td>{last_iter}</td>']
-        row += [f'<td>{_fmt(m.get(k))}</td>' for k in ('mIoU', 'best_mIoU', 'aAcc', 'mAcc')]
-        row.append('<td>ref</td>' if run is runs[0] else _delta_cell(m.get('mIoU'), ref))
+        miou = _num(m.get('mIoU'))
+        row = {
+            'run': run.name,
+            'work dir': run.work_dir,
+            'last iter': run.last_step(),
+            'mIoU (last val)': m.get('mIoU'),
+            'best mIoU': m.get('best_mIoU'),
+            'aAcc': m.get('aAcc'),
+            'mAcc': m.get('mAcc'),
+            delta: 'ref' if run is runs[0] else
+            (None if miou is None or ref is None else miou - ref)
+        }
         stats = match_stats(run, stats_rows) if stats_rows else {}
-        row += [f'<td>{_fmt(stats.get(c))}</td>' for c in scols]
-        out.append('<tr>' + ''.join(row) + '</tr>')
-    out.append('</table>')
-    return '\n'.join(out)
+        row.update({c: stats.get(c) for c in scols})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(rows[0]))
 
 
-def class_table(runs: Sequence[RunLog], column: str = 'IoU') -> str:
-    """HTML table: per-class IoU of every run (last per-class table of each text log), one row
-    per class, plus the difference of the last run to the first.
+def metrics_table(runs: Sequence[RunLog], stats_rows: Sequence[Dict[str, str]] = ()) -> str:
+    """:func:`metrics_frame` as the report's HTML ``<table id="metrics">``."""
+    df = metrics_frame(runs, stats_rows)
+    return _html_table(df, 'metrics', left=('run', 'work dir'), delta=(df.columns[7], ))
+
+
+def class_frame(runs: Sequence[RunLog], column: str = 'IoU') -> pd.DataFrame:
+    """Per-class ``column`` of every run (its last validation that logged per-class scalars),
+    one row per class, plus the difference of the last run to the first.
 
     Args:
         runs (Sequence[RunLog]): the runs.
-        column (str): column of mmseg's per-class table to show (``IoU`` or ``Acc``).
+        column (str): per-class metric (``IoU`` or ``Acc``, as logged by
+            :class:`rtkd.evaluation.PerClassIoUMetric`).
 
     Returns:
-        str: an HTML ``<table>``, or a note when no run logged a per-class table.
+        pd.DataFrame: index = class names; one column per run (+ the delta); empty when no run
+        logged per-class scalars.
     """
-    classes: List[str] = []
+    cols = {}
     for run in runs:
-        for c in run.class_table:
-            if c not in classes:
-                classes.append(c)
-    if not classes:
-        return '<p class="note">No per-class table found in the text logs.</p>'
-    show_delta = len(runs) > 1
-    head = ['class'] + [r.name for r in runs]
-    if show_delta:
-        head.append(f'Δ {runs[-1].name} − {runs[0].name}')
-    out = [f'<table id="per-class-{column.lower()}"><tr>'
-           + ''.join(f'<th class="l">{html.escape(h)}</th>' if i == 0 else
-                     f'<th>{html.escape(h)}</th>' for i, h in enumerate(head)) + '</tr>']
-    for c in classes:
-        vals = [r.class_table.get(c, {}).get(column) for r in runs]
-        row = [f'<td class="l">{html.escape(c)}</td>'] + [f'<td>{_fmt(v)}</td>' for v in vals]
-        if show_delta:
-            row.append(_delta_cell(vals[-1], vals[0]))
-        out.append('<tr class="cls">' + ''.join(row) + '</tr>')
-    out.append('</table>')
-    return '\n'.join(out)
+        f = run.class_frame()
+        cols[run.name] = f[column] if column in f.columns else pd.Series(dtype=float)
+    df = pd.concat(cols, axis=1, sort=False) if cols else pd.DataFrame()
+    if df.empty:
+        return df
+    if len(runs) > 1:
+        df[f'Δ {runs[-1].name} − {runs[0].name}'] = df.iloc[:, -1] - df.iloc[:, 0]
+    df.index.name = 'class'
+    return df
 
 
-def build_report(runs: Sequence[RunLog], stats_rows: Sequence[Dict[str, str]] = (),
-                 title: str = 'Distillation report', smooth: int = 1,
+def class_table(runs: Sequence[RunLog], column: str = 'IoU') -> str:
+    """:func:`class_frame` as the report's HTML table, or a note when no run logged
+    per-class scalars."""
+    df = class_frame(runs, column)
+    if df.empty:
+        return ('<p class="note">No per-class metrics in the runs\' scalars.json (log them with '
+                "val_evaluator = dict(type='PerClassIoUMetric')).</p>")
+    delta = [c for c in df.columns if str(c).startswith('Δ ')]
+    return _html_table(
+        df.reset_index(),
+        f'per-class-{column.lower()}',
+        left=('class', ),
+        delta=delta,
+        row_class='cls')
+
+
+def markdown_tables(runs: Sequence[RunLog], stats_rows: Sequence[Dict[str, str]] = ()) -> str:
+    """The metrics and per-class IoU tables as markdown (``DataFrame.to_markdown``, tabulate).
+
+    Args:
+        runs (Sequence[RunLog]): the runs; the first is the reference.
+        stats_rows (Sequence[dict]): rows of a model-stats CSV (may be empty).
+
+    Returns:
+        str: two markdown tables with headings.
+    """
+    df = metrics_frame(runs, stats_rows).drop(columns=['work dir'])
+    delta = df.columns[6]
+    df[delta] = [
+        v if isinstance(v, str) else '-' if _num(v) is None or math.isnan(v) else f'{v:+.2f}'
+        for v in df[delta]
+    ]
+    parts = ['## Final metrics', '', df.to_markdown(index=False, floatfmt='.2f'), '']
+    cls = class_frame(runs, 'IoU')
+    if not cls.empty:
+        parts += ['## Per-class IoU (last validation)', '', cls.to_markdown(floatfmt='.2f'), '']
+    return '\n'.join(parts)
+
+
+def build_report(runs: Sequence[RunLog],
+                 stats_rows: Sequence[Dict[str, str]] = (),
+                 title: str = 'Distillation report',
+                 smooth: int = 1,
                  distill_pattern: str = DISTILL_PATTERN) -> str:
     """Assemble the whole HTML page.
 
@@ -263,12 +349,13 @@ def build_report(runs: Sequence[RunLog], stats_rows: Sequence[Dict[str, str]] = 
     """
     if not runs:
         raise ValueError('build_report needs at least one run.')
-    parts = [f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
-             f'</title><style>{_CSS}</style></head><body>',
-             f'<h1>{html.escape(title)}</h1>',
-             f'<p class="note">Generated {_dt.datetime.now():%Y-%m-%d %H:%M} from '
-             f'{len(runs)} run(s). Deltas refer to the first run ({html.escape(runs[0].name)}).'
-             '</p>']
+    parts = [
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f'</title><style>{_CSS}</style></head><body>', f'<h1>{html.escape(title)}</h1>',
+        f'<p class="note">Generated {_dt.datetime.now():%Y-%m-%d %H:%M} from '
+        f'{len(runs)} run(s). Deltas refer to the first run ({html.escape(runs[0].name)}).'
+        '</p>'
+    ]
     lines = []
     for r in runs:
         task, distill = r.split_losses(distill_pattern)

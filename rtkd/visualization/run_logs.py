@@ -1,21 +1,22 @@
-"""Read what an mmengine run left in its work dir: scalar logs, the last per-class IoU table.
+"""Read what an mmengine run left in its work dir into pandas: scalars, per-class metrics.
 
 An mmengine ``Runner`` writes, for every launch, a folder ``<work_dir>/<YYYYmmdd_HHMMSS>/`` with
 
 * ``vis_data/scalars.json`` (``LocalVisBackend``): one JSON object per line. Training lines hold
   ``step``, ``loss``, every logged loss (``decode.loss_ce``, ``aux_0.loss_ce``, ``loss_cwd``, ...),
-  ``lr``, ``time``; validation lines hold the evaluator's metrics (``mIoU``, ``aAcc``, ``mAcc``).
-* ``<timestamp>.log``: the text log; mmseg's ``IoUMetric`` prints a per-class table after
-  ``per class results:`` at every evaluation.
+  ``lr``, ``time``; validation lines hold the evaluator's metrics (``mIoU``, ``aAcc``, ``mAcc``)
+  and, with :class:`rtkd.evaluation.PerClassIoUMetric` (the CamVid dataset base's evaluator),
+  one scalar per class: ``IoU.<class>``, ``Acc.<class>``.
+* for a test launch (``mim test``): ``<timestamp>.json``, the test metrics as one JSON object
+  (:func:`read_test_metrics`); such launches write no ``scalars.json``.
 
-Resumed runs add a new timestamp folder; :func:`load_run` merges them in time order (a later
-line for the same step replaces an earlier one). Folders of test-only launches (``mim test``
-writes no ``scalars.json``) are skipped, so a test-split table never replaces the validation one. Works the same for plain mmseg runs and for
-distillation runs, because both are ordinary mmengine runs.
+:func:`load_run` reads every ``scalars.json`` of a work dir (resumed runs add a timestamp folder;
+a later line for the same step replaces an earlier one) into two DataFrames, ``train_df`` and
+``val_df`` (one row per step). Nothing is parsed from the text logs. Works the same for plain
+mmseg runs and for distillation runs, because both are ordinary mmengine runs.
 """
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import math
@@ -24,15 +25,34 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-#: Loss names that come from a distillation loss rather than the segmentation task. Used when a
-#: loss key does not say it explicitly (``distill.``/``kd`` prefixes); override per call.
+import pandas as pd
+
+#: Fallback for work dirs without a dumped config (e.g. copied ``scalars.json`` files): loss
+#: names that look like distillation losses. A work dir with a dumped config is split by what
+#: that config declares (a distiller's ``model.losses`` keys), never by this pattern.
 DISTILL_PATTERN = (r'(^|[._])(distill|kd|cwd|kl|skd|pixel|pair|pairwise|holistic|nfd|ofd|fgfi|'
                    r'at|attention|fitnet|hint|feat|feature|logit|logits|response|channel|adv|'
                    r'gan)([._]|$)')
 
 _TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
-_METRIC_KEYS = ('mIoU', 'aAcc', 'mAcc', 'mDice', 'mFscore', 'coco/bbox_mAP',
-                'accuracy/top1', 'bbox_mAP', 'mAP')
+_METRIC_KEYS = ('mIoU', 'aAcc', 'mAcc', 'mDice', 'mFscore', 'coco/bbox_mAP', 'accuracy/top1',
+                'bbox_mAP', 'mAP')
+#: per-class columns :class:`rtkd.evaluation.PerClassIoUMetric` can log (``<column>.<class>``)
+CLASS_COLUMNS = ('IoU', 'Acc', 'Dice', 'Fscore', 'Precision', 'Recall')
+_TIMING = ('step', 'data_time', 'time')
+
+
+def _records(df: pd.DataFrame) -> List[dict]:
+    """Rows of a scalars frame as dicts, without the cells a line did not log."""
+    out = []
+    for rec in df.to_dict('records'):
+        row = {
+            k: v
+            for k, v in rec.items() if not (isinstance(v, float) and math.isnan(v) and k != 'step')
+        }
+        row['step'] = int(row['step'])
+        out.append(row)
+    return out
 
 
 @dataclass
@@ -42,10 +62,9 @@ class RunLog:
     Attributes:
         work_dir (str): the folder.
         name (str): display name (the folder's base name unless given).
-        train (list[dict]): training scalar lines (those with a ``loss`` key), sorted by step.
-        val (list[dict]): evaluation scalar lines (those with a metric key), sorted by step.
-        class_table (dict[str, dict[str, float]]): class name -> {``IoU``, ``Acc``, ...} from the
-            last per-class table in the text logs (empty when none was printed).
+        train_df (pd.DataFrame): training scalar lines (those with a loss), one row per step,
+            sorted by step; a column per logged scalar.
+        val_df (pd.DataFrame): evaluation scalar lines (those with a metric), likewise.
         config_names (list[str]): base names (no ``.py``) of configs dumped in the work dir,
             plus the student config's for a distillation run.
         distill_losses (list[str]): loss names declared by a distiller config dumped in the
@@ -54,30 +73,42 @@ class RunLog:
 
     work_dir: str
     name: str
-    train: List[dict] = field(default_factory=list)
-    val: List[dict] = field(default_factory=list)
-    class_table: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    train_df: pd.DataFrame = field(default_factory=pd.DataFrame)
+    val_df: pd.DataFrame = field(default_factory=pd.DataFrame)
     config_names: List[str] = field(default_factory=list)
     distill_losses: List[str] = field(default_factory=list)
 
+    @property
+    def train(self) -> List[dict]:
+        """Training lines as dicts (only the keys each line logged), sorted by step."""
+        return _records(self.train_df)
+
+    @property
+    def val(self) -> List[dict]:
+        """Evaluation lines as dicts, sorted by step."""
+        return _records(self.val_df)
+
+    def last_step(self) -> int:
+        """The last step logged (training or validation), 0 when nothing was."""
+        steps = [int(df['step'].max()) for df in (self.train_df, self.val_df) if len(df)]
+        return max(steps, default=0)
+
     def loss_keys(self) -> List[str]:
         """All loss keys logged during training (``loss`` itself first), in first-seen order."""
-        keys: List[str] = []
-        for line in self.train:
-            for k in line:
-                if 'loss' in k and k not in keys:
-                    keys.append(k)
+        keys = [k for k in self.train_df.columns if 'loss' in k]
         return sorted(keys, key=lambda k: k != 'loss')
 
     def split_losses(self, distill_pattern: str = DISTILL_PATTERN) -> tuple:
         """Split the loss keys into task losses and distillation losses.
 
-        A key is a distillation loss when a dumped distiller config declares it (``losses``)
-        or when it matches ``distill_pattern``.
+        A key is a distillation loss when a dumped distiller config declares it
+        (``model.losses``). Only a work dir without any dumped config falls back to
+        ``distill_pattern``.
 
         Args:
             distill_pattern (str): regular expression (searched, case-insensitive) that marks
-                a loss key as a distillation loss. The total ``loss`` is in neither list.
+                a loss key as a distillation loss when no config says. The total ``loss`` is
+                in neither list.
 
         Returns:
             tuple[list[str], list[str]]: ``(task_keys, distill_keys)``.
@@ -87,8 +118,10 @@ class RunLog:
         for k in self.loss_keys():
             if k == 'loss':
                 continue
-            is_kd = (k in declared or k.rsplit('.', 1)[-1] in declared
-                     or re.search(distill_pattern, k, re.IGNORECASE))
+            if self.config_names:
+                is_kd = k in declared or k.rsplit('.', 1)[-1] in declared
+            else:
+                is_kd = bool(re.search(distill_pattern, k, re.IGNORECASE))
             (distill if is_kd else task).append(k)
         return task, distill
 
@@ -100,27 +133,53 @@ class RunLog:
             source (str): ``'train'`` or ``'val'``.
 
         Returns:
-            tuple[list[int], list[float]]: steps and values where the key was logged.
+            tuple[list[int], list[float]]: steps and values where the key was logged (finite).
         """
-        lines = self.train if source == 'train' else self.val
-        steps, values = [], []
-        for line in lines:
-            v = line.get(key)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                steps.append(int(line['step']))
-                values.append(float(v))
-        return steps, values
+        df = self.train_df if source == 'train' else self.val_df
+        if key not in df.columns:
+            return [], []
+        col = pd.to_numeric(df[key], errors='coerce').astype(float)
+        keep = col.map(math.isfinite)
+        return [int(s) for s in df.loc[keep, 'step']], [float(v) for v in col[keep]]
 
     def final_metrics(self) -> Dict[str, float]:
         """The last evaluation line's metrics (no timing keys) plus ``best_mIoU`` if present."""
-        if not self.val:
+        if not len(self.val_df):
             return {}
-        last = {k: v for k, v in self.val[-1].items()
-                if k not in ('step', 'data_time', 'time') and isinstance(v, (int, float))}
+        last = {
+            k: v
+            for k, v in self.val[-1].items() if k not in _TIMING and isinstance(v, (int, float))
+        }
         _, miou = self.series('mIoU', 'val')
         if miou:
             last['best_mIoU'] = max(miou)
         return last
+
+    def class_frame(self) -> pd.DataFrame:
+        """Per-class metrics of the last validation that logged them.
+
+        Returns:
+            pd.DataFrame: one row per class (index: class names, in logged order), one column
+            per logged per-class metric (``IoU``, ``Acc``, ...); empty when no validation
+            logged ``<metric>.<class>`` scalars.
+        """
+        cols = [c for c in self.val_df.columns if c.split('.', 1)[0] in CLASS_COLUMNS and '.' in c]
+        if not cols:
+            return pd.DataFrame()
+        rows = self.val_df[cols].dropna(how='all')
+        if not len(rows):
+            return pd.DataFrame()
+        last = rows.iloc[-1]
+        table: Dict[str, Dict[str, float]] = {}
+        for c in cols:
+            metric, cls = c.split('.', 1)
+            table.setdefault(cls, {})[metric] = float(last[c])
+        return pd.DataFrame.from_dict(table, orient='index')
+
+    @property
+    def class_table(self) -> Dict[str, Dict[str, float]]:
+        """:meth:`class_frame` as ``class -> {metric: value}`` (``nan`` for an absent class)."""
+        return {cls: dict(row) for cls, row in self.class_frame().iterrows()}
 
 
 def _read_json_lines(path: str) -> List[dict]:
@@ -139,51 +198,23 @@ def _read_json_lines(path: str) -> List[dict]:
     return out
 
 
-def parse_class_table(text: str) -> Dict[str, Dict[str, float]]:
-    """Parse the last ``per class results:`` table mmseg's ``IoUMetric`` printed into a log.
+def _frame(lines: List[dict]) -> pd.DataFrame:
+    """One row per step (the last line logged for it), sorted by step."""
+    if not lines:
+        return pd.DataFrame(columns=['step'])
+    df = pd.DataFrame.from_records(lines)
+    df['step'] = df['step'].astype(int)
+    return df.drop_duplicates('step', keep='last').sort_values('step').reset_index(drop=True)
 
-    Args:
-        text (str): content of a ``<timestamp>.log`` file.
 
-    Returns:
-        dict[str, dict[str, float]]: class name -> column name -> value (e.g. ``IoU``, ``Acc``);
-        empty when the log holds no such table. ``nan`` entries (class absent) are kept as nan.
-    """
-    pos = text.rfind('per class results:')
-    if pos < 0:
-        return {}
-    rows = []
-    for line in text[pos:].splitlines()[1:]:
-        s = line.strip()
-        if not s:
-            if rows:
-                break
-            continue
-        if s.startswith('+'):
-            continue
-        if s.startswith('|'):
-            rows.append([c.strip() for c in s.strip('|').split('|')])
-        elif rows or ' - ' in s:  # next log line (timestamp prefix) ends the table
-            if rows:
-                break
-    if len(rows) < 2:
-        return {}
-    header, table = rows[0], {}
-    for row in rows[1:]:
-        if len(row) != len(header):
-            continue
-        vals = {}
-        for col, cell in zip(header[1:], row[1:]):
-            try:
-                vals[col] = float(cell)
-            except ValueError:
-                vals[col] = float('nan')
-        table[row[0]] = vals
-    return table
+def _launches(wd: str) -> List[str]:
+    return sorted(
+        d for d in glob.glob(osp.join(wd, '*'))
+        if osp.isdir(d) and _TIMESTAMP.match(osp.basename(d)))
 
 
 def load_run(work_dir: str, name: Optional[str] = None) -> RunLog:
-    """Read an mmengine work dir (all its timestamp folders, oldest first).
+    """Read an mmengine work dir (all its timestamp folders, oldest first) into pandas.
 
     Args:
         work_dir (str): the run's ``work_dir``.
@@ -200,30 +231,20 @@ def load_run(work_dir: str, name: Optional[str] = None) -> RunLog:
     if not osp.isdir(wd):
         raise FileNotFoundError(f'work dir {wd!r} does not exist; pass the folder a run wrote '
                                 'its <timestamp>/ logs into.')
-    stamps = sorted(d for d in glob.glob(osp.join(wd, '*'))
-                    if osp.isdir(d) and _TIMESTAMP.match(osp.basename(d)))
-    by_step_train: Dict[int, dict] = {}
-    by_step_val: Dict[int, dict] = {}
-    class_table: Dict[str, Dict[str, float]] = {}
-    for d in stamps:
-        stamp = osp.basename(d)
+    train_lines: List[dict] = []
+    val_lines: List[dict] = []
+    for d in _launches(wd):
         scal = osp.join(d, 'vis_data', 'scalars.json')
         if not osp.isfile(scal):
-            scal = osp.join(d, 'vis_data', f'{stamp}.json')
-        if osp.isfile(scal):
-            for line in _read_json_lines(scal):
-                step = int(line['step'])
-                if any(k in line for k in _METRIC_KEYS) and 'loss' not in line:
-                    by_step_val[step] = line
-                elif 'loss' in line or any('loss' in k for k in line):
-                    by_step_train[step] = line
-        log = osp.join(d, f'{stamp}.log')
-        if osp.isfile(scal) and osp.isfile(log):  # a training launch (test-only ones are skipped)
-            with open(log, encoding='utf-8', errors='replace') as f:
-                table = parse_class_table(f.read())
-            if table:
-                class_table = table
-    if not by_step_train and not by_step_val:
+            scal = osp.join(d, 'vis_data', f'{osp.basename(d)}.json')
+        if not osp.isfile(scal):
+            continue  # a test-only launch
+        for line in _read_json_lines(scal):
+            if any(k in line for k in _METRIC_KEYS) and 'loss' not in line:
+                val_lines.append(line)
+            elif any('loss' in k for k in line):
+                train_lines.append(line)
+    if not train_lines and not val_lines:
         raise FileNotFoundError(
             f'work dir {wd!r} holds no training or validation logs '
             '(<timestamp>/vis_data/scalars.json is missing or empty); point at a folder an '
@@ -235,10 +256,41 @@ def load_run(work_dir: str, name: Optional[str] = None) -> RunLog:
         if student:
             configs.append(_stem(student))
         distill_losses += [k for k in losses if k not in distill_losses]
-    return RunLog(work_dir=wd, name=name or osp.basename(wd.rstrip('/')),
-                  train=[by_step_train[s] for s in sorted(by_step_train)],
-                  val=[by_step_val[s] for s in sorted(by_step_val)],
-                  class_table=class_table, config_names=configs, distill_losses=distill_losses)
+    return RunLog(
+        work_dir=wd,
+        name=name or osp.basename(wd.rstrip('/')),
+        train_df=_frame(train_lines),
+        val_df=_frame(val_lines),
+        config_names=configs,
+        distill_losses=distill_losses)
+
+
+def read_test_metrics(work_dir: str, key: Optional[str] = 'mIoU') -> Optional[dict]:
+    """Metrics of the latest test launch in a work dir, from mmengine's JSON output.
+
+    ``mim test`` / ``tools/test.py`` (``Runner.test``) write them as one JSON object into
+    ``<work_dir>/<timestamp>/<timestamp>.json`` (``LoggerHook.after_test_epoch``).
+
+    Args:
+        work_dir (str): the ``--work-dir`` of the test launch(es).
+        key (str, optional): only consider files holding this metric (None: any).
+
+    Returns:
+        dict or None: metric name -> value of the newest such file, None when there is none.
+    """
+    wd = osp.abspath(work_dir)
+    for d in reversed(_launches(wd)) if osp.isdir(wd) else []:
+        path = osp.join(d, f'{osp.basename(d)}.json')
+        if not osp.isfile(path):
+            continue
+        try:
+            with open(path, encoding='utf-8') as f:
+                rec = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(rec, dict) and (key is None or key in rec):
+            return rec
+    return None
 
 
 def _distiller_info(path: str) -> tuple:
@@ -272,14 +324,16 @@ def read_stats_csv(path: str) -> List[Dict[str, str]]:
     if not osp.isfile(path):
         raise FileNotFoundError(f'stats CSV {osp.abspath(path)!r} does not exist; pass the file '
                                 'written by tools/analysis/model_stats.py or drop --stats.')
-    with open(path, newline='', encoding='utf-8') as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        header = reader.fieldnames or []
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        df = pd.DataFrame()
+    header = [str(c) for c in df.columns]
     if not any(h.strip().lower() == 'config' for h in header):
         raise ValueError(f'stats CSV {path!r} has no "config" column (found {header}); it must '
                          'name the config each row measures.')
-    return [{k.strip(): (v or '').strip() for k, v in r.items() if k} for r in rows]
+    df.columns = [h.strip() for h in header]
+    return [{k: v.strip() for k, v in r.items() if k} for r in df.to_dict('records')]
 
 
 def _stem(s: str) -> str:

@@ -1,10 +1,12 @@
 """Compare runs (baseline vs distilled) in ONE self-contained HTML page.
 
-Reads each work dir's mmengine logs (``<timestamp>/vis_data/scalars.json`` and the text log's
-last per-class IoU table) and writes training curves of the task and distillation losses, val
-mIoU over iterations for all runs, a final-metrics table (with parameters / latency from a
-model-stats CSV if given) and a per-class IoU table. Works for plain mmseg runs and distiller
-runs alike. Put the baseline first: deltas refer to the first run.
+Reads each work dir's mmengine logs into pandas (``<timestamp>/vis_data/scalars.json``; the
+per-class IoU are the ``IoU.<class>`` scalars :class:`rtkd.evaluation.PerClassIoUMetric` logs at
+every validation) and writes training curves of the task and distillation losses (matplotlib),
+val mIoU over iterations for all runs, a final-metrics table (with parameters / latency from a
+model-stats CSV if given) and a per-class IoU table; ``--markdown`` also writes both tables as
+markdown (pandas + tabulate). Works for plain mmseg runs and distiller runs alike. Put the
+baseline first: deltas refer to the first run.
 
 Example::
 
@@ -18,11 +20,8 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from rtkd.visualization.report import build_report  # noqa: E402
-from rtkd.visualization.run_logs import (DISTILL_PATTERN, load_run,  # noqa: E402
-                                         read_stats_csv)
+from rtkd.visualization.report import build_report, markdown_tables  # noqa: E402
+from rtkd.visualization.run_logs import DISTILL_PATTERN, load_run, read_stats_csv  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -30,13 +29,18 @@ def parse_args(argv=None):
     p.add_argument('work_dirs', nargs='+', help='work dirs of the runs; baseline first')
     p.add_argument('--out', default='report.html', help='HTML file to write')
     p.add_argument('--names', nargs='+', help='display name per work dir (default: folder names)')
-    p.add_argument('--stats', help='model-stats CSV (tools/analysis/model_stats.py) with a '
-                   '"config" column; its parameter/FLOPs/latency columns join the metrics table '
-                   '(rows are matched to runs by config name; a missing file only warns)')
+    p.add_argument(
+        '--stats',
+        help='model-stats CSV (tools/analysis/model_stats.py) with a '
+        '"config" column; its parameter/FLOPs/latency columns join the metrics table '
+        '(rows are matched to runs by config name; a missing file only warns)')
+    p.add_argument('--markdown', help='also write the metrics and per-class tables here (.md)')
     p.add_argument('--title', default='Distillation report', help='page title')
     p.add_argument('--smooth', type=int, default=1, help='moving-average window for losses')
-    p.add_argument('--distill-pattern', default=DISTILL_PATTERN,
-                   help='regex marking distillation loss keys (others are task losses)')
+    p.add_argument(
+        '--distill-pattern',
+        default=DISTILL_PATTERN,
+        help='regex marking distillation loss keys (others are task losses)')
     return p.parse_args(argv)
 
 
@@ -55,14 +59,18 @@ def main(argv=None) -> str:
         try:
             stats = read_stats_csv(args.stats)
         except (FileNotFoundError, ValueError) as e:
-            print(f'warning: {e} The report is written without model statistics.',
-                  file=sys.stderr)
-    page = build_report(runs, stats, title=args.title, smooth=args.smooth,
-                        distill_pattern=args.distill_pattern)
+            print(f'warning: {e} The report is written without model statistics.', file=sys.stderr)
+    page = build_report(
+        runs, stats, title=args.title, smooth=args.smooth, distill_pattern=args.distill_pattern)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w', encoding='utf-8') as f:
         f.write(page)
     print(f'wrote {osp.abspath(args.out)} ({len(page) // 1024} KiB, {len(runs)} runs)')
+    if args.markdown:
+        os.makedirs(osp.dirname(osp.abspath(args.markdown)), exist_ok=True)
+        with open(args.markdown, 'w', encoding='utf-8') as f:
+            f.write(markdown_tables(runs, stats))
+        print(f'wrote {osp.abspath(args.markdown)}')
     return args.out
 
 

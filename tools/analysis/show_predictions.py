@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os.path as osp
-import sys
 from typing import List, Optional, Tuple
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
 
@@ -34,22 +31,38 @@ _IMG_EXT = ('.png', '.jpg', '.jpeg', '.bmp')
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Grid of predictions of several segmentors.')
     src = p.add_argument_group('images (one of)')
-    src.add_argument('--dataset-config', help='config whose val (or --split) dataset to show; '
-                     'default: the first model config')
+    src.add_argument(
+        '--dataset-config',
+        help='config whose val (or --split) dataset to show; '
+        'default: the first model config')
     src.add_argument('--img-dir', help='folder of images instead of a dataset')
     p.add_argument('--ann-dir', help='with --img-dir: folder of label PNGs with the same names')
     p.add_argument('--data-root', help='override the dataset data_root')
-    p.add_argument('--split', default='val', choices=['train', 'val', 'test'],
-                   help='which dataloader of the dataset config (default val)')
+    p.add_argument(
+        '--split',
+        default='val',
+        choices=['train', 'val', 'test'],
+        help='which dataloader of the dataset config (default val)')
     p.add_argument('-n', '--num-images', type=int, default=4, help='number of images (rows)')
     p.add_argument('--indices', type=int, nargs='+', help='explicit image indices to show')
     p.add_argument('--teacher', nargs=2, metavar=('CONFIG', 'CHECKPOINT'))
-    p.add_argument('--student', nargs=2, metavar=('CONFIG', 'CHECKPOINT'),
-                   help='student trained without distillation (baseline)')
-    p.add_argument('--distilled', nargs=2, metavar=('CONFIG', 'CHECKPOINT'),
-                   help='student trained with distillation')
-    p.add_argument('--model', nargs=3, action='append', default=[],
-                   metavar=('NAME', 'CONFIG', 'CHECKPOINT'), help='any further model column')
+    p.add_argument(
+        '--student',
+        nargs=2,
+        metavar=('CONFIG', 'CHECKPOINT'),
+        help='student trained without distillation (baseline)')
+    p.add_argument(
+        '--distilled',
+        nargs=2,
+        metavar=('CONFIG', 'CHECKPOINT'),
+        help='student trained with distillation')
+    p.add_argument(
+        '--model',
+        nargs=3,
+        action='append',
+        default=[],
+        metavar=('NAME', 'CONFIG', 'CHECKPOINT'),
+        help='any further model column')
     p.add_argument('--out', default='predictions.png', help='PNG to write')
     p.add_argument('--device', default='cpu')
     p.add_argument('--panel-width', type=float, default=2.6, help='inches per panel')
@@ -62,16 +75,19 @@ def _fail(msg: str):
 
 def collect_models(args) -> List[Tuple[str, str, str]]:
     models = []
-    for name, spec in (('teacher', args.teacher), ('student', args.student),
-                       ('distilled', args.distilled)):
+    for name, spec in (('teacher', args.teacher), ('student', args.student), ('distilled',
+                                                                              args.distilled)):
         if spec:
             models.append((name, spec[0], spec[1]))
     models += [tuple(m) for m in args.model]
     if not models:
         _fail('give at least one model with --teacher/--student/--distilled CONFIG CHECKPOINT.')
+    from rtkd.apis import resolve_config_path
     for name, cfg, ckpt in models:
-        if '::' not in cfg and not osp.isfile(cfg):
-            _fail(f'{name} config {osp.abspath(cfg)!r} does not exist.')
+        try:
+            resolve_config_path(cfg, f'{name} config')
+        except FileNotFoundError as e:
+            _fail(str(e))
         if '://' not in ckpt and not osp.isfile(ckpt):
             _fail(f'{name} checkpoint {osp.abspath(ckpt)!r} does not exist.')
     return models
@@ -83,11 +99,10 @@ def images_from_dataset(cfg_path: str, split: str, data_root: Optional[str]):
     from mmseg.datasets.transforms import LoadAnnotations
     from mmseg.registry import DATASETS
 
-    from rtkd.visualization.seg_models import load_config
+    from rtkd.apis import is_distiller_config, load_config, student_config
     cfg = load_config(cfg_path)
-    if str(cfg.model.get('type', '')).endswith('Distiller') and f'{split}_dataloader' not in cfg:
-        from rtkd.visualization.seg_models import _student_config
-        cfg = _student_config(cfg)
+    if is_distiller_config(cfg) and f'{split}_dataloader' not in cfg:
+        cfg = student_config(cfg)
     loader = cfg.get(f'{split}_dataloader')
     if not loader or 'dataset' not in loader:
         _fail(f'config {cfg_path!r} has no {split}_dataloader.dataset; pass --dataset-config or '
@@ -106,11 +121,14 @@ def images_from_dataset(cfg_path: str, split: str, data_root: Optional[str]):
         def gt(info=info):
             if not info.get('seg_map_path') or not osp.isfile(info['seg_map_path']):
                 return None
-            res = load(dict(seg_map_path=info['seg_map_path'],
-                            label_map=info.get('label_map'),
-                            reduce_zero_label=info.get('reduce_zero_label', False),
-                            seg_fields=[]))
+            res = load(
+                dict(
+                    seg_map_path=info['seg_map_path'],
+                    label_map=info.get('label_map'),
+                    reduce_zero_label=info.get('reduce_zero_label', False),
+                    seg_fields=[]))
             return res['gt_seg_map'].astype(np.int64)
+
         items.append((info['img_path'], gt))
     return items, dict(dataset.metainfo)
 
@@ -126,6 +144,7 @@ def images_from_folder(img_dir: str, ann_dir: Optional[str]):
     import mmcv
     items = []
     for p in paths:
+
         def gt(p=p):
             if not ann_dir:
                 return None
@@ -133,6 +152,7 @@ def images_from_folder(img_dir: str, ann_dir: Optional[str]):
             cands = [q for q in glob.glob(osp.join(ann_dir, stem + '*')) if q.endswith('.png')]
             return (mmcv.imread(cands[0], flag='unchanged', backend='pillow').astype(np.int64)
                     if cands else None)
+
         items.append((p, gt))
     return items
 
@@ -151,8 +171,8 @@ def main(argv=None) -> dict:
     import mmcv
     from mmseg.apis import inference_model
 
+    from rtkd.apis import init_segmentor
     from rtkd.visualization.figures import prediction_grid
-    from rtkd.visualization.seg_models import load_segmentor
 
     meta = None
     if args.img_dir:
@@ -169,7 +189,7 @@ def main(argv=None) -> dict:
 
     loaded = []
     for name, cfg, ckpt in models:
-        loaded.append((name, load_segmentor(cfg, ckpt, args.device)))
+        loaded.append((name, init_segmentor(cfg, ckpt, args.device, need_test_pipeline=True)))
     meta = meta or loaded[0][1].dataset_meta or {}
     n_cls = max(int(getattr(m.decode_head, 'num_classes', 0)) for _, m in loaded)
     classes = list(meta.get('classes') or [f'class {i}' for i in range(n_cls)])
@@ -189,12 +209,12 @@ def main(argv=None) -> dict:
             res = inference_model(m, path)
             preds[name] = res.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
         samples.append(dict(name=osp.basename(path), image=img, gt=gt_fn(), preds=preds))
-    summary = prediction_grid(samples, [n for n, _ in loaded], classes, palette, args.out,
-                              panel_width=args.panel_width)
+    summary = prediction_grid(
+        samples, [n for n, _ in loaded], classes, palette, args.out, panel_width=args.panel_width)
     scores = ', '.join(f'{k} {v:.1f}' for k, v in summary['mean_image_miou'].items()
                        if v is not None)
-    print(f'wrote {osp.abspath(args.out)}: {summary["rows"]} images x {summary["cols"]} panels'
-          + (f'; mean per-image mIoU: {scores}' if scores else ''))
+    print(f'wrote {osp.abspath(args.out)}: {summary["rows"]} images x {summary["cols"]} panels' +
+          (f'; mean per-image mIoU: {scores}' if scores else ''))
     return summary
 
 

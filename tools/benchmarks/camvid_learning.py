@@ -16,11 +16,9 @@ Writes ``<work-dir>/learning.md`` and ``learning.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
 
@@ -44,12 +42,14 @@ def parse_args():
     p.add_argument('--work-dir', default='work_dirs/bench_learning')
     p.add_argument('--data-root', default=None, help='CamVid folder (default: dataset fallbacks)')
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all)')
-    p.add_argument('--teacher-config', default=None,
-                   help='override the teacher config of Distiller recipes')
-    p.add_argument('--teacher-ckpt', default=None,
-                   help='override the teacher checkpoint of Distiller recipes')
-    p.add_argument('--skip-existing', action='store_true',
-                   help='reuse a finished run found in the work dir (resume after interruption)')
+    p.add_argument(
+        '--teacher-config', default=None, help='override the teacher config of Distiller recipes')
+    p.add_argument(
+        '--teacher-ckpt', default=None, help='override the teacher checkpoint of Distiller recipes')
+    p.add_argument(
+        '--skip-existing',
+        action='store_true',
+        help='reuse a finished run found in the work dir (resume after interruption)')
     return p.parse_args()
 
 
@@ -127,7 +127,8 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
 
 
 def last_val(work_dir: str) -> dict:
-    """Last validation metrics and the median training iteration time from mmengine logs."""
+    """Last validation metrics and the median training iteration time, from the run's
+    ``scalars.json`` read into pandas (:func:`rtkd.visualization.run_logs.load_run`)."""
     try:
         run = load_run(work_dir)
     except FileNotFoundError:
@@ -141,6 +142,7 @@ def last_val(work_dir: str) -> dict:
 def trivial_miou(data_root: str | None, split: str) -> float:
     """mIoU (%) of predicting the most frequent training class everywhere on ``split``."""
     import cv2
+
     from rtkd.datasets.camvid import resolve_camvid_root
     root = resolve_camvid_root(data_root)
     counts = np.zeros(12, np.int64)
@@ -173,40 +175,49 @@ def main():
         t0 = time.time()
         if not (args.skip_existing and osp.isfile(ckpt)):
             bench_cfg = write_bench_config(cfg, wd, args)
-            cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), bench_cfg,
-                   '--work-dir', wd]
+            cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), bench_cfg, '--work-dir', wd]
             if osp.isdir(wd) and glob.glob(osp.join(wd, 'iter_*.pth')):
                 cmd.append('--resume')
-            print(f'[learning] {name}: training {args.iters} iters (full log: '
-                  f'{args.work_dir}/{name}.out)', flush=True)
-            rc = run_with_progress(cmd, env, osp.join(args.work_dir, f'{name}.out'), name,
-                                   cwd=ROOT, tag='learning')
+            print(
+                f'[learning] {name}: training {args.iters} iters (full log: '
+                f'{args.work_dir}/{name}.out)',
+                flush=True)
+            rc = run_with_progress(
+                cmd, env, osp.join(args.work_dir, f'{name}.out'), name, cwd=ROOT, tag='learning')
             if rc.returncode != 0:
                 print(f'[learning] {name}: FAILED (see {args.work_dir}/{name}.out)', flush=True)
                 rows.append(dict(name=name, config=cfg, mIoU=float('nan')))
                 continue
         m = last_val(wd)
-        rows.append(dict(name=name, config=cfg, iters=args.iters, mIoU=m.get('mIoU', float('nan')),
-                         aAcc=m.get('aAcc', float('nan')), s_per_iter=m['s_per_iter'],
-                         wall_min=(time.time() - t0) / 60))
+        rows.append(
+            dict(
+                name=name,
+                config=cfg,
+                iters=args.iters,
+                mIoU=m.get('mIoU', float('nan')),
+                aAcc=m.get('aAcc', float('nan')),
+                s_per_iter=m['s_per_iter'],
+                wall_min=(time.time() - t0) / 60))
         print(f'[learning] {name}: mIoU {rows[-1]["mIoU"]}', flush=True)
     triv = trivial_miou(args.data_root, args.eval_split)
     h, w = args.crop
-    md = [f'CamVid {args.eval_split} mIoU after {args.iters} iterations, batch {args.batch}, '
-          f'{h}x{w} training crops, evaluation at 360x480 '
-          f'(trivial predictor: {triv:.2f} mIoU)', '',
-          '| run | config | mIoU | aAcc | s/iter (median) |', '|---|---|---|---|---|']
-    for r in rows:
-        md.append(f"| {r['name']} | `{r['config']}` | {r['mIoU']:.2f} | {r.get('aAcc', float('nan')):.2f} "
-                  f"| {r.get('s_per_iter', float('nan')):.2f} |")
-    text = '\n'.join(md)
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    table = pd.DataFrame({
+        'run': df['name'],
+        'config': [f'`{c}`' for c in df['config']],
+        'mIoU': df['mIoU'],
+        'aAcc': df.get('aAcc', float('nan')),
+        's/iter (median)': df.get('s_per_iter', float('nan'))
+    })
+    text = (f'CamVid {args.eval_split} mIoU after {args.iters} iterations, batch {args.batch}, '
+            f'{h}x{w} training crops, evaluation at 360x480 '
+            f'(trivial predictor: {triv:.2f} mIoU)\n\n' +
+            table.to_markdown(index=False, floatfmt='.2f'))  # tabulate
     print(text)
     with open(osp.join(args.work_dir, 'learning.md'), 'w') as f:
         f.write(text + '\n')
-    with open(osp.join(args.work_dir, 'learning.csv'), 'w', newline='') as f:
-        wr = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
-        wr.writeheader()
-        wr.writerows(rows)
+    df[sorted(df.columns)].to_csv(osp.join(args.work_dir, 'learning.csv'), index=False)
     failed = [r['name'] for r in rows if r.get('iters') is None]
     if failed:
         sys.exit(f'[learning] failed runs: {", ".join(failed)} (logs: {args.work_dir}/<name>.out)')

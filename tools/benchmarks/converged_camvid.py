@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import os.path as osp
 import shutil
@@ -27,15 +26,19 @@ import sys
 import numpy as np
 
 from rtkd.analysis.progress import run_with_progress
-from rtkd.visualization.run_logs import load_run
+from rtkd.visualization.run_logs import load_run, read_test_metrics
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--run', action='append', required=True, metavar='NAME=CONFIG',
-                   help='a run: name and config (repeat)')
+    p.add_argument(
+        '--run',
+        action='append',
+        required=True,
+        metavar='NAME=CONFIG',
+        help='a run: name and config (repeat)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--work-dir', default='work_dirs/converged')
     p.add_argument('--report-only', action='store_true', help='no training / testing')
@@ -55,12 +58,8 @@ def val_curve(wd: str) -> dict:
 
 def test_miou(wd: str):
     """mIoU of the latest ``mim test`` in ``<wd>/test`` (mmengine's metrics JSON), or None."""
-    files = sorted(glob.glob(osp.join(wd, 'test', '*', '*.json')), key=osp.getmtime)
-    for f in reversed(files):
-        rec = json.load(open(f))
-        if 'mIoU' in rec:
-            return float(rec['mIoU'])
-    return None
+    rec = read_test_metrics(osp.join(wd, 'test'))
+    return None if rec is None else float(rec['mIoU'])
 
 
 def max_iters(cfg_path: str) -> int:
@@ -73,22 +72,26 @@ def train_and_test(name: str, cfg: str, seed: int, args, env: dict) -> None:
     it = max_iters(cfg)
     final = osp.join(wd, f'iter_{it}.pth')
     if not osp.isfile(final):
-        cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir', wd,
-               '--cfg-options', f'randomness.seed={seed}', *args.cfg_options]
+        cmd = [
+            sys.executable,
+            osp.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir', wd, '--cfg-options',
+            f'randomness.seed={seed}', *args.cfg_options
+        ]
         if glob.glob(osp.join(wd, 'iter_*.pth')):
             cmd.append('--resume')
         os.makedirs(wd, exist_ok=True)
-        rc = run_with_progress(cmd, env, osp.join(wd, 'train.out'), f'{name} seed {seed}',
-                               cwd=ROOT, tag='converged')
+        rc = run_with_progress(
+            cmd, env, osp.join(wd, 'train.out'), f'{name} seed {seed}', cwd=ROOT, tag='converged')
         if rc.returncode != 0:
             raise SystemExit(f'[converged] {name} seed {seed} failed: see {wd}/train.out')
     if test_miou(wd) is None:
         mim = shutil.which('mim')
-        cmd = ([mim, 'test', 'mmseg'] if mim else [sys.executable,
-                                                   osp.join(ROOT, 'tools', 'test.py')])
+        cmd = ([mim, 'test', 'mmseg']
+               if mim else [sys.executable, osp.join(ROOT, 'tools', 'test.py')])
         cmd += [cfg, '--checkpoint', final, '--work-dir', osp.join(wd, 'test')]
-        print(f'[converged] {name} seed {seed}: {" ".join(cmd[:3])} on the CamVid test split',
-              flush=True)
+        print(
+            f'[converged] {name} seed {seed}: {" ".join(cmd[:3])} on the CamVid test split',
+            flush=True)
         rc = run_with_progress(cmd, env, osp.join(wd, 'test.out'), name, cwd=ROOT, tag='test')
         if rc.returncode != 0 or test_miou(wd) is None:
             raise SystemExit(f'[converged] testing {name} seed {seed} failed: see {wd}/test.out')
@@ -107,27 +110,42 @@ def report(runs, seeds, work_dir: str) -> str:
             curves.setdefault(name, {})[s] = c
             last = max(c)
             best = max(c, key=c.get)
-            rows.append(dict(run=name, seed=s, config=cfg, iters=last, val_mIoU_final=c[last],
-                             val_mIoU_best=c[best], best_iter=best, test_mIoU=test_miou(wd)))
+            rows.append(
+                dict(
+                    run=name,
+                    seed=s,
+                    config=cfg,
+                    iters=last,
+                    val_mIoU_final=c[last],
+                    val_mIoU_best=c[best],
+                    best_iter=best,
+                    test_mIoU=test_miou(wd)))
     if not rows:
         return 'no runs with validation results yet'
     df = pd.DataFrame(rows)
     df.to_csv(osp.join(work_dir, 'converged.csv'), index=False)
-    agg = df.groupby('run', sort=False).agg(
-        seeds=('seed', 'count'), iters=('iters', 'max'),
-        val_mean=('val_mIoU_final', 'mean'), val_std=('val_mIoU_final', 'std'),
-        test_mean=('test_mIoU', 'mean'), test_std=('test_mIoU', 'std'))
-    lines = ['| run | seeds | iters | val mIoU (final) | test mIoU (mim test) |',
-             '|---|---|---|---|---|']
+    agg = df.groupby(
+        'run', sort=False).agg(
+            seeds=('seed', 'count'),
+            iters=('iters', 'max'),
+            val_mean=('val_mIoU_final', 'mean'),
+            val_std=('val_mIoU_final', 'std'),
+            test_mean=('test_mIoU', 'mean'),
+            test_std=('test_mIoU', 'std'))
+    lines = [
+        '| run | seeds | iters | val mIoU (final) | test mIoU (mim test) |', '|---|---|---|---|---|'
+    ]
     for name, r in agg.iterrows():
+
         def pm(mean, std):  # one seed: no spread to show
             return 'n/a' if np.isnan(mean) else (
                 f'{mean:.2f}' if np.isnan(std) else f'{mean:.2f} +- {std:.2f}')
 
         val, test = pm(r.val_mean, r.val_std), pm(r.test_mean, r.test_std)
         lines.append(f'| {name} | {int(r.seeds)} | {int(r.iters)} | {val} | {test} |')
-    lines += ['', '| run | seed | val mIoU final | best (iter) | test mIoU |',
-              '|---|---|---|---|---|']
+    lines += [
+        '', '| run | seed | val mIoU final | best (iter) | test mIoU |', '|---|---|---|---|---|'
+    ]
     for r in rows:
         t = 'n/a' if r['test_mIoU'] is None else f"{r['test_mIoU']:.2f}"
         lines.append(f"| {r['run']} | {r['seed']} | {r['val_mIoU_final']:.2f} | "

@@ -52,5 +52,6 @@ test_dataloader = dict(
         data_root=data_root,
         data_prefix=dict(img_path='test', seg_map_path='testannot'),
         pipeline=test_pipeline))
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# mmseg's IoUMetric + one scalar per class (IoU.Sky, Acc.Sky, ...) in scalars.json / the test JSON
+val_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

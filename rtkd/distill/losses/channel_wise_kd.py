@@ -74,23 +74,69 @@ class ChannelWiseKD(nn.Module):
         check_shapes(type(self).__name__, student, teacher, min_dim=4, max_dim=4)
         teacher = teacher.detach()
         n, c, h, w = student.shape
-        s = student / self.tau
-        t = teacher / self.tau
-        if self.normalization == 'channel':
-            dim = -1
-            s, t = s.flatten(2), t.flatten(2)  # N x C x HW, distribution over HW
-        elif self.normalization == 'spatial':
-            dim = 1  # distribution over C at each pixel
-        else:  # channel_mean
-            dim = None
-            s, t = s.flatten(2).mean(-1), t.flatten(2).mean(-1)  # N x C
-        if self.divergence == 'kl':
-            log_p_s = F.log_softmax(s, dim=dim)
-            log_p_t = F.log_softmax(t, dim=dim)
-            total = (log_p_t.exp() * (log_p_t - log_p_s)).sum()
-        else:
-            if dim is not None:
-                s, t = F.softmax(s, dim=dim), F.softmax(t, dim=dim)
-            total = (s - t).pow(2).sum()
+        total = cwd_terms(student, teacher, self.tau, self.normalization, self.divergence).sum()
         denom = n * c if self.normalization in ('channel', 'channel_mean') else n * h * w
         return total / denom * (self.tau ** 2) * self.loss_weight
+
+
+def cwd_terms(student: Tensor, teacher: Tensor, tau: float = 1.0, normalization: str = 'channel',
+              divergence: str = 'kl') -> Tensor:
+    r"""The un-normalised terms of :class:`ChannelWiseKD`, one per distribution compared.
+
+    ``ChannelWiseKD`` returns ``cwd_terms(...).sum() / denom * T^2 * loss_weight`` (``denom`` =
+    ``N*C`` for ``'channel'`` / ``'channel_mean'``, ``N*H*W`` for ``'spatial'``); the analysis
+    tools call this function for per-channel values, so figures and loss share one formula.
+    With ``'channel'`` + ``'kl'``, entry ``(n, c)`` is
+    :math:`\mathrm{KL}(\phi(y^t_{n,c}/T) \,\|\, \phi(y^s_{n,c}/T))`, ``phi`` the softmax over
+    the ``H*W`` positions (:func:`cwd_log_distributions`).
+
+    Args:
+        student (Tensor): ``N x C x H x W`` student map.
+        teacher (Tensor): teacher map of the same shape.
+        tau (float): temperature ``T``.
+        normalization (str): ``'channel'``, ``'spatial'`` or ``'channel_mean'``.
+        divergence (str): ``'kl'`` or ``'mse'``.
+
+    Returns:
+        Tensor: ``N x C`` (``'channel'``, ``'channel_mean'``) or ``N x H x W`` (``'spatial'``)
+        terms, before the division, ``T^2`` and the loss weight.
+    """
+    if normalization == 'channel_mean' and divergence == 'kl':
+        raise ValueError("normalization='channel_mean' gives spatial means, not distributions, "
+                         "so KL is undefined; use divergence='mse'.")
+    if normalization == 'channel' and divergence == 'kl':
+        log_p_s = cwd_log_distributions(student, tau).flatten(2)  # N x C x HW, over HW
+        log_p_t = cwd_log_distributions(teacher, tau).flatten(2)
+        return (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+    if normalization == 'channel':
+        dim = -1
+        s, t = (student / tau).flatten(2), (teacher / tau).flatten(2)  # N x C x HW
+    elif normalization == 'spatial':
+        dim = 1  # distribution over C at each pixel
+        s, t = student / tau, teacher / tau
+    else:  # channel_mean
+        dim = None
+        s, t = (student / tau).flatten(2).mean(-1), (teacher / tau).flatten(2).mean(-1)  # N x C
+    if divergence == 'kl':
+        log_p_s = F.log_softmax(s, dim=dim)
+        log_p_t = F.log_softmax(t, dim=dim)
+        elem = log_p_t.exp() * (log_p_t - log_p_s)
+    else:
+        if dim is not None:
+            s, t = F.softmax(s, dim=dim), F.softmax(t, dim=dim)
+        elem = (s - t).pow(2)
+    return elem if dim is None else elem.sum(dim)
+
+
+def cwd_log_distributions(x: Tensor, tau: float = 1.0) -> Tensor:
+    r"""CWD's per-channel spatial distributions, :math:`\log\phi(y_c / T)` over the ``H*W``
+    positions (what ``normalization='channel'`` compares).
+
+    Args:
+        x (Tensor): ``N x C x H x W`` map.
+        tau (float): temperature ``T``.
+
+    Returns:
+        Tensor: ``N x C x H x W`` log-probabilities, each ``(n, c)`` summing to 1 after ``exp``.
+    """
+    return F.log_softmax((x / tau).flatten(2), dim=-1).reshape(x.shape)

@@ -1,0 +1,3 @@
+from .per_class_iou_metric import PerClassIoUMetric  # noqa: F401
+
+__all__ = ['PerClassIoUMetric']
