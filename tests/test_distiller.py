@@ -176,6 +176,19 @@ def test_build_errors(teacher_files, tmp_path):
             type='_TestMSE', student='s_logits', teacher='t_logits')))
     with pytest.raises(KeyError, match='is not a tap'):
         make_distiller(teacher_files, connectors=dict(s_x=dict(type='ResizeConnector', like='t')))
+    with pytest.raises(ValueError, match="connector on tap 't_logits' has trainable parameters, "
+                                         'but the tap belongs to the frozen teacher'):
+        make_distiller(teacher_files, connectors=dict(t_logits=dict(
+            type='ConvBNConnector', in_channels=11, out_channels=11)))
+    with pytest.raises(ValueError, match="connector on tap 's_logits' is not used by any loss"):
+        make_distiller(teacher_files, taps=dict(
+            s_logits='student:decode_head.conv_seg', s2='student:decode_head.conv_seg',
+            t_logits='teacher:decode_head.conv_seg'), losses=dict(loss_x=dict(
+                type='_TestMSE', student='s2', teacher='t_logits')),
+            connectors=dict(s_logits=dict(type='ResizeConnector', like='t_logits')))
+    with pytest.raises(KeyError, match="refers to like='t', which is not a tap"):
+        make_distiller(teacher_files, connectors=dict(s_logits=dict(type='ResizeConnector',
+                                                                    like='t')))
 
 
 def test_channel_mismatch_names_the_connector(teacher_files):

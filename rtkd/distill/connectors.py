@@ -159,3 +159,44 @@ class ConnectorChain(nn.ModuleList):
             like = getattr(m, 'like', None)
             x = m(x, refs.get(like) if (refs is not None and like) else None)
         return x
+
+
+def build_tap_connectors(cfgs: Optional[dict], taps: Sequence[str], used: set,
+                         parameter_free: dict) -> nn.ModuleDict:
+    """Build the connectors of a distillation graph, keyed by tap name, and validate them.
+
+    One rule for every distiller (offline, self, cohort): a connector must sit on a tap that
+    exists and that some loss reads (an unused trainable connector breaks DDP), its ``like``
+    references must be taps, and a tap that cannot learn (a frozen teacher's tap, a detached
+    target) only takes parameter-free connectors.
+
+    Args:
+        cfgs (dict | None): tap name -> connector config, or a list of configs (a chain).
+        taps (Sequence[str]): every tap name of the graph.
+        used (set[str]): the taps some loss reads (student, teacher, mutual or extra inputs).
+        parameter_free (dict[str, str]): tap -> why it cannot learn, ending with where learned
+            connectors go (completes "... has trainable parameters, but the tap <reason>").
+
+    Returns:
+        nn.ModuleDict: tap name -> connector (or :class:`ConnectorChain`).
+    """
+    names = ', '.join(taps)
+    connectors = nn.ModuleDict()
+    for tap, cfg in (cfgs or {}).items():
+        if tap not in taps:
+            raise KeyError(f'connector key {tap!r} is not a tap; key connectors by tap name '
+                           f'(taps: {names}).')
+        if tap not in used:
+            raise ValueError(f'connector on tap {tap!r} is not used by any loss; remove it '
+                             f'(unused trainable parameters break DDP).')
+        chain = build_connector(cfg if isinstance(cfg, (list, tuple)) else [cfg])
+        for like in chain.likes:
+            if like is not None and like not in taps:
+                raise KeyError(f'connector on tap {tap!r} refers to like={like!r}, which is '
+                               f'not a tap (taps: {names}).')
+        if tap in parameter_free and any(p.requires_grad for p in chain.parameters()):
+            raise ValueError(f'connector on tap {tap!r} has trainable parameters, but the tap '
+                             f'{parameter_free[tap]} (connectors there must be parameter-free, '
+                             f'e.g. ResizeConnector).')
+        connectors[tap] = chain
+    return connectors

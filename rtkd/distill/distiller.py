@@ -30,6 +30,13 @@ task losses, distillation losses and the critics' ``<loss name>.critic`` (loss n
 the hook all-reduces its finite flag, so every rank stops before that iteration's checkpoint and
 the job exits non-zero.
 
+Self-distillation (no teacher, e.g. BYOT): leave ``teacher`` out and tap only the student, e.g.
+``t_logits='student:decode_head.conv_seg'`` as the target of an auxiliary head's logits. A student
+tap used as a loss's ``teacher=`` is a *target*: it is detached before its (parameter-free)
+connectors and the loss, so the distillation term sends no gradient into the part of the student
+that produced it (BYOT's deepest head and features). Student modules that exist only for
+self-distillation are named in ``export_exclude`` and left out of the exported student.
+
 ``copy.deepcopy`` (EMA/SWA wrappers) copies the student side and shares the teacher, its taps
 and the teacher cache; the copy's student taps record into the copy.
 
@@ -41,7 +48,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -55,7 +62,7 @@ from torch import Tensor
 from .builder import (build_network, load_config, normalize_spec, resolve_checkpoint_path,
                       resolve_config_path)
 from .checkpoint_checks import check_checkpoint_match
-from .connectors import build_connector
+from .connectors import build_tap_connectors
 from .schedules import build_schedule
 from .taps import TapSet, TapSpec, TeacherDone, resolve_module
 from .teacher_cache import TeacherCache, file_sha256, text_digest
@@ -81,8 +88,17 @@ def _bgr_to_rgb(preprocessor: Optional[nn.Module]) -> bool:
     return False
 
 
+def _detached(value: Any) -> Any:
+    """``value`` detached from the graph (tensors, and tensors in lists/tuples: ``@*`` taps)."""
+    if torch.is_tensor(value):
+        return value.detach()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_detached(v) for v in value)
+    return value
+
+
 class TeacherNotBuilt(RuntimeError):
-    """The teacher is not built because its targets come from a teacher cache."""
+    """The teacher is not built: its targets come from a teacher cache, or there is none."""
 
 
 def teacher_identity(spec: dict) -> dict:
@@ -111,19 +127,43 @@ def teacher_identity(spec: dict) -> dict:
                 teacher_checkpoint=None if ckpt is None else str(ckpt))
 
 
+class _ExportInfo(nn.Module):
+    """Carries ``export_exclude`` into the distiller's checkpoints (``_export_info._extra_state``).
+
+    Tools that see only a checkpoint file (``extract_student.py``, a distiller checkpoint given to
+    the plain student config) read it there through :func:`rtkd.distill.export.student_state_dict`.
+
+    Args:
+        exclude (list[str]): dotted student module names left out of the exported student.
+    """
+
+    def __init__(self, exclude: List[str]) -> None:
+        super().__init__()
+        self.exclude = list(exclude)
+
+    def get_extra_state(self) -> dict:
+        """Returns: dict: ``{'export_exclude': [...]}`` (plain strings: safe-loadable)."""
+        return dict(export_exclude=list(self.exclude))
+
+    def set_extra_state(self, state: Any) -> None:
+        """Keep the recipe's list (a resumed checkpoint's list is informational)."""
+
+
 @MODELS.register_module()
 class Distiller(BaseModel):
-    """Offline knowledge distillation for any OpenMMLab model with a ``loss()`` method.
+    """Offline knowledge distillation (or self-distillation, no teacher) for any OpenMMLab model
+    with a ``loss()`` method.
 
     Args:
         student (str | dict): student spec: config path, ``'pkg::path'``, a model dict, or
             ``dict(config=..., checkpoint=..., cfg_options=..., scope=...)``. Its optional
             ``checkpoint`` initialises the student (loaded after ``init_weights``).
-        teacher (str | dict): teacher spec, same forms; ``checkpoint`` (local path or URL,
-            loaded on CPU) is required (pass ``checkpoint=None`` explicitly to distil from a
+        teacher (str | dict | None): teacher spec, same forms; ``checkpoint`` (local path or
+            URL, loaded on CPU) is required (pass ``checkpoint=None`` explicitly to distil from a
             randomly initialised teacher). ``cache=dict(dir=DIR)`` reads the teacher taps from
             a teacher-output cache (:mod:`rtkd.distill.teacher_cache`) instead of building
-            and running the teacher.
+            and running the teacher. None (default) for self-distillation: then every tap must
+            be a ``student:`` tap (and a teacher given while no tap reads it is an error too).
         taps (dict[str, str]): tap name ->
             ``'<student|teacher>:<dotted.module>[@<call>|@*][#in|#out][i]'`` (``@<call>`` picks
             one call of a module that runs several times per forward, ``@*`` all of them; see
@@ -137,6 +177,12 @@ class Distiller(BaseModel):
         freeze_student (dict | None): ``dict(modules=['backbone'], iters=N)``: the named student
             parts get no updates (and their BN layers stay in eval mode) for the first N
             iterations.
+        export_exclude (Sequence[str] | None): dotted names of student modules that exist only
+            for self-distillation (e.g. ``'auxiliary_head.2'``, a shallow head the plain student
+            config does not have). They are trained and kept in the distiller's checkpoints
+            (the list is recorded there too) but left out of the exported student
+            (:meth:`student_state_dict`, ``StudentCheckpointHook``, ``extract_student.py``, a
+            distiller checkpoint loaded into the plain student config).
         teacher_mode (str): mode used to run the teacher (``'tensor'``: backbone + heads
             without post-processing or losses).
         teacher_early_stop (bool): stop the teacher forward once the selected call of every
@@ -147,13 +193,14 @@ class Distiller(BaseModel):
 
     def __init__(self,
                  student: Union[str, dict],
-                 teacher: Union[str, dict],
-                 taps: Dict[str, str],
-                 losses: Dict[str, dict],
+                 teacher: Optional[Union[str, dict]] = None,
+                 taps: Optional[Dict[str, str]] = None,
+                 losses: Optional[Dict[str, dict]] = None,
                  connectors: Optional[Dict[str, Union[dict, list]]] = None,
                  freeze_student: Optional[dict] = None,
                  teacher_mode: str = 'tensor',
                  teacher_early_stop: bool = True,
+                 export_exclude: Optional[Sequence[str]] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -172,64 +219,74 @@ class Distiller(BaseModel):
                 raise TypeError('the student has no data_preprocessor; give the Distiller one '
                                 'with data_preprocessor=dict(...).')
             self.data_preprocessor = self.student.data_preprocessor
-        teacher_spec = dict(teacher) if isinstance(teacher, dict) else dict(config=teacher)
-        if isinstance(teacher, dict) and 'type' in teacher:
-            teacher_spec = dict(model=dict(teacher))
-        cache_cfg = teacher_spec.pop('cache', None)
-        if 'checkpoint' not in teacher_spec:
-            raise ValueError('teacher needs weights: give teacher=dict(config=..., '
-                             "checkpoint='<path or URL>') (or checkpoint=None on purpose).")
+        self.tap_specs: Dict[str, TapSpec] = {n: TapSpec.parse(n, t) for n, t in taps.items()}
+        by_side = {s: [sp for sp in self.tap_specs.values() if sp.side == s]
+                   for s in ('student', 'teacher')}
+        self._teacher_specs = by_side['teacher']
+        if teacher is None and self._teacher_specs:
+            sp = self._teacher_specs[0]
+            raise ValueError(f'tap {sp.name!r} ({sp.text!r}) reads the teacher but no teacher is '
+                             f"given: add teacher=dict(config=..., checkpoint=...), or tap the "
+                             f"student ('student:<module>') for self-distillation.")
+        if teacher is not None and not self._teacher_specs:
+            raise ValueError('a teacher is given but no tap reads it (every tap is '
+                             "'student:...'): remove teacher=... for self-distillation, or add "
+                             "a 'teacher:<module>' tap.")
+        teacher_spec = None
+        cache_cfg = None
+        if teacher is not None:
+            teacher_spec = dict(teacher) if isinstance(teacher, dict) else dict(config=teacher)
+            if isinstance(teacher, dict) and 'type' in teacher:
+                teacher_spec = dict(model=dict(teacher))
+            cache_cfg = teacher_spec.pop('cache', None)
+            if 'checkpoint' not in teacher_spec:
+                raise ValueError('teacher needs weights: give teacher=dict(config=..., '
+                                 "checkpoint='<path or URL>') (or checkpoint=None on purpose).")
         self._teacher_spec = teacher_spec
         self.teacher_mode = teacher_mode
         self.teacher_cache: Optional[TeacherCache] = None
         self._teacher: List[nn.Module] = []
         self._teacher_norm = None
         self.teacher_scope = None
-        if cache_cfg is None:
+        if teacher_spec is not None and cache_cfg is None:
             self._teacher = [self._build_teacher()]
             self._teacher_norm = self._teacher_input_transform()
 
         # --- taps -----------------------------------------------------------------------
-        self.tap_specs: Dict[str, TapSpec] = {n: TapSpec.parse(n, t) for n, t in taps.items()}
-        by_side = {s: [sp for sp in self.tap_specs.values() if sp.side == s]
-                   for s in ('student', 'teacher')}
-        self._teacher_specs = by_side['teacher']
         self._taps = {'student': TapSet(self.student, by_side['student'], 'student')}
         if self._teacher:
             self._taps['teacher'] = TapSet(self.teacher, by_side['teacher'], 'teacher',
                                            stop_when_done=teacher_early_stop)
-        else:
+        elif teacher_spec is not None:
             self.teacher_cache = self._open_cache(cache_cfg, by_side['teacher'])
 
         # --- losses -----------------------------------------------------------------------
         self.losses = nn.ModuleDict()
         self.loss_maps: Dict[str, dict] = {}
+        self._target_taps = set()  # student taps used as a loss's teacher=: detached targets
         self.schedules: Dict[str, Any] = {}
         for name, cfg in losses.items():
             self._add_loss(name, dict(cfg))
 
         # --- connectors ---------------------------------------------------------------------
-        self.connectors = nn.ModuleDict()
         used = {m[k] for m in self.loss_maps.values() for k in ('student', 'teacher')}
         used |= {v for m in self.loss_maps.values() for v in m['extras'].values()}
-        for tap, cfg in (connectors or {}).items():
-            if tap not in self.tap_specs:
-                raise KeyError(f'connector key {tap!r} is not a tap; key connectors by tap name '
-                               f'(taps: {", ".join(self.tap_specs)}).')
-            if tap not in used:
-                raise ValueError(f'connector on tap {tap!r} is not used by any loss; remove it '
-                                 f'(unused trainable parameters break DDP).')
-            chain = build_connector(cfg if isinstance(cfg, (list, tuple)) else [cfg])
-            for like in chain.likes:
-                if like is not None and like not in self.tap_specs:
-                    raise KeyError(f'connector on tap {tap!r} refers to like={like!r}, which is '
-                                   f'not a tap (taps: {", ".join(self.tap_specs)}).')
-            if self.tap_specs[tap].side == 'teacher' and any(
-                    p.requires_grad for p in chain.parameters()):
-                raise ValueError(f'connector on teacher tap {tap!r} has trainable parameters; '
-                                 f'put learned connectors on the student tap (teacher-side '
-                                 f'connectors must be parameter-free, e.g. ResizeConnector).')
-            self.connectors[tap] = chain
+        frozen = {t: 'is the detached target (teacher=) of a loss and would learn nothing; put '
+                     'learned connectors on the student= tap' for t in self._target_taps}
+        frozen.update({sp.name: 'belongs to the frozen teacher; put learned connectors on the '
+                                'student tap' for sp in by_side['teacher']})
+        self.connectors = build_tap_connectors(connectors, list(self.tap_specs), used, frozen)
+
+        # --- export: student parts trained for self-distillation only ----------------------
+        self.export_exclude: List[str] = []
+        for name in export_exclude or ():
+            if not isinstance(name, str) or not name or name.startswith('student.'):
+                raise ValueError(f'export_exclude entries are dotted student module names such '
+                                 f"as 'auxiliary_head.2' (no 'student.' prefix), got {name!r}.")
+            resolve_module(self.student, name, 'student')  # fails with the close names
+            self.export_exclude.append(name)
+        if self.export_exclude:  # recorded in checkpoints, for tools that see only the file
+            self._export_info = _ExportInfo(self.export_exclude)
 
         # --- freezing ------------------------------------------------------------------------
         self.freeze_cfg = None
@@ -252,6 +309,8 @@ class Distiller(BaseModel):
                 try:
                     loss.setup(self)
                 except TeacherNotBuilt:  # e.g. OFD reads a teacher BN: build it for setup only
+                    if self._teacher_spec is None:
+                        raise
                     self._teacher = [self._build_teacher()]
                     try:
                         loss.setup(self)
@@ -413,6 +472,8 @@ class Distiller(BaseModel):
                                f"{extra!r}; add {extra}='<tap name>' to its config.")
         self.loss_maps[name] = dict(student=cfg.pop('student'), teacher=cfg.pop('teacher'),
                                     extras=extras)
+        if self.tap_specs[self.loss_maps[name]['teacher']].side == 'student':
+            self._target_taps.add(self.loss_maps[name]['teacher'])
         self.schedules[name] = build_schedule(cfg.pop('schedule', None))
         self.losses[name] = MODELS.build(cfg)
 
@@ -422,6 +483,9 @@ class Distiller(BaseModel):
     @property
     def teacher(self) -> nn.Module:
         """The frozen teacher (not a registered submodule)."""
+        if not self._teacher and self._teacher_spec is None:
+            raise TeacherNotBuilt('there is no teacher: this Distiller distils the student into '
+                                  'itself (student-only taps, no teacher=...).')
         if not self._teacher:
             raise TeacherNotBuilt(
                 'the teacher is not built: its targets come from the teacher cache '
@@ -443,8 +507,12 @@ class Distiller(BaseModel):
         return resolve_module(getattr(self, side), dotted, side)
 
     def student_state_dict(self) -> dict:
-        """State dict of the plain student (keys load into the student's own config)."""
-        return self.student.state_dict()
+        """State dict of the plain student (keys load into the student's own config).
+
+        Student modules named in ``export_exclude`` (self-distillation only) are left out.
+        """
+        from .export import drop_modules
+        return drop_modules(self.student.state_dict(), self.export_exclude)
 
     # ------------------------------------------------------------------------------------
     # nn.Module behaviour
@@ -589,9 +657,12 @@ class Distiller(BaseModel):
 
         records = records or {}
         spec = self._teacher_spec
-        source = (f'teacher cache {self.teacher_cache.folder} ({self.teacher_cache.mode})'
-                  if self.teacher_cache is not None else
-                  f"{spec.get('config', 'model dict')} + {spec.get('checkpoint')}")
+        if spec is None:
+            source = 'none (self-distillation: student-only taps, targets detached)'
+        elif self.teacher_cache is not None:
+            source = f'teacher cache {self.teacher_cache.folder} ({self.teacher_cache.mode})'
+        else:
+            source = f"{spec.get('config', 'model dict')} + {spec.get('checkpoint')}"
         lines = [f'Distiller: teacher {source}']
         for name, sp in self.tap_specs.items():
             lines.append(f'  tap {name} = {sp.text}'
@@ -605,6 +676,8 @@ class Distiller(BaseModel):
             lines.append(f"  loss {name} = {type(mod).__name__}({m['student']}, {m['teacher']}), "
                          f"weight {getattr(mod, 'loss_weight', '?')}"
                          + (f', schedule {sched!r}' if sched is not None else ''))
+        if self.export_exclude:
+            lines.append(f'  left out of the exported student: {", ".join(self.export_exclude)}')
         if self.freeze_cfg:
             lines.append(f"  student {self.freeze_cfg['modules']} frozen for "
                          f"{self.freeze_cfg['iters']} iterations")
@@ -682,17 +755,21 @@ class Distiller(BaseModel):
         if self.training and not getattr(self, '_summary_logged', False):
             self._summary_logged = True
             print_log(self.summary(raw), logger='current')
-        connected: Dict[str, Tensor] = {}
+        connected: Dict[tuple, Tensor] = {}
 
-        def value(tap: str):
+        def value(tap: str, target: bool = False):
             if tap in _SPECIAL_INPUTS:
                 return inputs if tap == 'inputs' else data_samples
-            if tap not in connected:
+            # a student tap as a loss's teacher= is a target: no gradient back into the student
+            target = target and self.tap_specs[tap].side == 'student'
+            if (tap, target) not in connected:
                 v = raw[tap]
+                if target:
+                    v = _detached(v)
                 if tap in self.connectors:
                     v = self.connectors[tap](v, raw)
-                connected[tap] = v
-            return connected[tap]
+                connected[(tap, target)] = v
+            return connected[(tap, target)]
 
         self._adv_cache = {}
         for name, loss_mod in self.losses.items():
@@ -703,7 +780,7 @@ class Distiller(BaseModel):
                 losses[name] = self._zero_term(name, inputs)
                 continue
             m = self.loss_maps[name]
-            s, t = value(m['student']), value(m['teacher'])
+            s, t = value(m['student']), value(m['teacher'], target=True)
             extras = {k: value(src) for k, src in m['extras'].items()}
             try:
                 val = loss_mod(s, t, **extras)

@@ -50,11 +50,18 @@ class StudentCheckpointHook(Hook):
             raise TypeError('StudentCheckpointHook needs a Distiller model (with .student).')
         return model.student
 
+    def _student_state(self, runner) -> dict:
+        """The exported student (a Distiller leaves out its ``export_exclude`` modules)."""
+        student = self._student(runner)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        export = getattr(model, 'student_state_dict', None)
+        return export() if callable(export) else student.state_dict()
+
     @master_only
     def _save(self, runner, names) -> None:
         ckpt = dict(meta=dict(iter=runner.iter, epoch=runner.epoch, source='rtkd Distiller',
                               experiment_name=runner.experiment_name),
-                    state_dict=weights_to_cpu(self._student(runner).state_dict()))
+                    state_dict=weights_to_cpu(self._student_state(runner)))
         folder = self.out_dir or runner.work_dir
         for name in names:
             save_checkpoint(ckpt, osp.join(folder, name))

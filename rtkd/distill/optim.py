@@ -88,3 +88,63 @@ class DistillOptimWrapperConstructor:
             raise ValueError("the model has discriminator parameters: add discriminator=dict("
                              "type='OptimWrapper', optimizer=dict(...)) to optim_wrapper.")
         return OptimWrapperDict(**wrappers)
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class CohortOptimWrapperConstructor:
+    """One optimizer wrapper per member of a ``CohortDistiller`` (online distillation).
+
+    Config::
+
+        optim_wrapper = dict(
+            constructor='CohortOptimWrapperConstructor',
+            a=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.045, momentum=0.9),
+                   paramwise_cfg=dict(dwconv_decay_mult=0.0)),
+            b=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.9)))
+
+    Member ``m``'s wrapper gets the parameters of ``members.m`` plus those of the connectors
+    on ``m``'s taps; a top-level ``paramwise_cfg`` applies to members whose entry has none.
+    Param schedulers: a list applies to every member, ``dict(a=[...], b=[...])`` per member.
+    The result is an ``OptimWrapperDict`` keyed by member name, so the Runner saves and
+    resumes every member's optimizer state.
+
+    Args:
+        optim_wrapper_cfg (dict): member name -> optim wrapper config (one for every member).
+        paramwise_cfg (dict | None): default paramwise options.
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
+        if not isinstance(optim_wrapper_cfg, dict):
+            raise TypeError('optim_wrapper must be a dict.')
+        self.cfg = dict(optim_wrapper_cfg)
+        self.paramwise_cfg = paramwise_cfg
+
+    def __call__(self, model: nn.Module) -> OptimWrapperDict:
+        """Build ``OptimWrapperDict(<member>=...)`` for ``model`` (possibly DDP-wrapped)."""
+        if is_model_wrapper(model):
+            model = model.module
+        members = getattr(model, 'members', None)
+        if not isinstance(members, nn.ModuleDict):
+            raise TypeError('CohortOptimWrapperConstructor is for a CohortDistiller (a model '
+                            'with members); use the default constructor for other models.')
+        names = list(members)
+        example = ', '.join(f"{n}=dict(type='OptimWrapper', optimizer=dict(...))" for n in names)
+        missing = [n for n in names if n not in self.cfg]
+        if missing:
+            raise KeyError(f'optim_wrapper has no entry for member(s) {missing}; add '
+                           f'{", ".join(missing)} (one optimizer per member: {example}).')
+        unknown = [k for k in self.cfg if k not in names]
+        if unknown:
+            raise KeyError(f'optim_wrapper entries {unknown} are not members; name the entries '
+                           f'after the members ({", ".join(names)}).')
+        wrappers = {}
+        for n in names:
+            cfg = dict(self.cfg[n])
+            if 'optimizer' not in cfg:
+                raise KeyError(f"optim_wrapper.{n} needs optimizer=dict(type=..., lr=...).")
+            pw = cfg.pop('paramwise_cfg', self.paramwise_cfg)
+            conns = [model.connectors[t] for t in model.connectors
+                     if model.tap_specs[t].side == n]
+            holder = members[n] if not conns else nn.ModuleList([members[n], *conns])
+            wrappers[n] = DefaultOptimWrapperConstructor(cfg, pw)(holder)
+        return OptimWrapperDict(**wrappers)

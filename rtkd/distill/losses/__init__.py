@@ -9,13 +9,22 @@ from .channel_wise_kd import ChannelWiseKD
 from .fgfi_loss import FGFILoss
 from .fitnets_loss import FitNetsLoss
 from .hinton_kd import HintonKD
+from .ka_loss import KAAdaptationLoss, KAAffinityLoss, KAReconstructionLoss
 from .holistic_kd import HolisticKD, ScoreMapCritic
 from .nfd_loss import NFDLoss
 from .ofd_loss import OFDLoss, margin_from_bn
 from .pair_wise_kd import PairWiseKD
 from .pixel_wise_kd import PixelWiseKD
+from .dist_loss import DISTLoss
+from .dkd_loss import DKDLoss
+from .pkd_loss import PKDLoss
+from .bpkd_loss import BPKDLoss
+from .cirkd_loss import CIRKDLoss
 
 __all__ = [
     'AttentionTransferLoss', 'ChannelWiseKD', 'FGFILoss', 'FitNetsLoss', 'HintonKD', 'HolisticKD',
+    'KAAdaptationLoss', 'KAAffinityLoss', 'KAReconstructionLoss',
     'NFDLoss', 'OFDLoss', 'PairWiseKD', 'PixelWiseKD', 'ScoreMapCritic', 'margin_from_bn'
 ]
+__all__ += ['BPKDLoss', 'CIRKDLoss']
+__all__ += ['DISTLoss', 'DKDLoss', 'PKDLoss']
