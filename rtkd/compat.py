@@ -25,7 +25,8 @@ methods (``min``/``max``/``mean``/``current``), which the pickle expresses as
 instead buffers are pickled without that registry: it is class-level and rebuilt on import, and
 mmengine's ``__setstate__`` already treats it as optional. Checkpoints written by a plain mmengine
 process (without rtkd imported) still carry it; loading one of those gives torch's error, see
-``tools/model_converters/make_safe_checkpoint.py`` rewrites such a file (for a checkpoint you trust).
+``tools/model_converters/make_safe_checkpoint.py`` rewrites such a file (for a checkpoint you
+trust).
 """
 from __future__ import annotations
 
@@ -97,14 +98,26 @@ def patch_weighted_cross_entropy() -> None:
     if getattr(original, '_rtkd_patched', False):
         return
 
-    def cross_entropy(pred, label, weight=None, class_weight=None, reduction='mean',
-                      avg_factor=None, ignore_index=-100, avg_non_ignore=False):
+    def cross_entropy(pred,
+                      label,
+                      weight=None,
+                      class_weight=None,
+                      reduction='mean',
+                      avg_factor=None,
+                      ignore_index=-100,
+                      avg_non_ignore=False):
         if class_weight is not None and avg_factor is None and reduction == 'mean':
             valid = label != ignore_index
             avg_factor = class_weight[label[valid]].sum()
-        return original(pred, label, weight=weight, class_weight=class_weight,
-                        reduction=reduction, avg_factor=avg_factor, ignore_index=ignore_index,
-                        avg_non_ignore=avg_non_ignore)
+        return original(
+            pred,
+            label,
+            weight=weight,
+            class_weight=class_weight,
+            reduction=reduction,
+            avg_factor=avg_factor,
+            ignore_index=ignore_index,
+            avg_non_ignore=avg_non_ignore)
 
     cross_entropy._rtkd_patched = True
     cross_entropy.__doc__ = original.__doc__
@@ -175,11 +188,16 @@ def patch_checkpoint_kinds() -> None:
         return
 
     @functools.wraps(original)
-    def load_to_model(model, checkpoint, strict=False, logger=None,
+    def load_to_model(model,
+                      checkpoint,
+                      strict=False,
+                      logger=None,
                       revise_keys=[(r'^module\.', '')]):
         import re
         from collections import OrderedDict
+
         from mmengine.logging import print_log
+
         from rtkd.distill.export import adapt_checkpoint_kind
         sd = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
         if isinstance(sd, dict):
@@ -213,6 +231,7 @@ def patch_checkpoint_reading() -> None:
     import glob
     import os.path as osp
     import re
+
     import mmengine.runner.checkpoint as ckpt_mod
     import mmengine.runner.runner as runner_mod
     from mmengine.runner import Runner
@@ -268,6 +287,63 @@ def patch_checkpoint_reading() -> None:
     Runner.resume = resume_with_fallback
 
 
+def _holds_training_state(path: str) -> bool:
+    """Whether a checkpoint can be resumed from (mmengine writes ``message_hub`` for that).
+
+    Args:
+        path (str): a checkpoint path or URL.
+
+    Returns:
+        bool: True for a training checkpoint, a URL or a file this check cannot read (mmengine
+        then decides, and names the file if it cannot be read either); False for a weights-only
+        file (``state_dict`` / ``meta``, as initial weights and released models are).
+    """
+    import os.path as osp
+    if not isinstance(path, str) or '://' in path or not osp.isfile(path):
+        return True
+    try:
+        ckpt = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
+    except Exception:  # noqa: BLE001  (not readable here: let mmengine report it)
+        return True
+    return not isinstance(ckpt, dict) or 'message_hub' in ckpt
+
+
+def patch_resume_with_initial_weights() -> None:
+    """``--resume`` of a config whose ``load_from`` is initial weights resumes the run itself.
+
+    mmengine reads ``resume=True`` with a ``load_from`` as "resume from that file", so a
+    continuation config (``load_from`` = weights of an earlier training, e.g. a teacher trained
+    further) cannot be resumed after an interruption: mmengine tries to restore the training
+    state from the weights file and stops with ``KeyError: 'message_hub'``. When ``load_from``
+    holds weights only, ``--resume`` now continues from the latest checkpoint of the work dir
+    (``load_from`` initialised the first run, and the resumed state replaces it anyway), or,
+    when the work dir has none yet, starts the run from ``load_from`` as if ``--resume`` had not
+    been given. A ``load_from`` that is itself a training checkpoint keeps mmengine's meaning.
+    """
+    from mmengine.runner import Runner, find_latest_checkpoint
+    original = Runner.load_or_resume
+    if getattr(original, '_rtkd_patched', False):
+        return
+
+    @functools.wraps(original)
+    def load_or_resume(self):
+        if not self._has_loaded and self._resume and self._load_from is not None and \
+                not _holds_training_state(self._load_from):
+            latest = find_latest_checkpoint(self.work_dir)
+            if latest is not None:
+                self.logger.info(f'load_from {self._load_from!r} holds weights only (it '
+                                 f'initialised the first run): resuming from {latest!r}.')
+                self._load_from = latest
+            else:
+                self.logger.info(f'no checkpoint in {self.work_dir!r} to resume from: starting '
+                                 f'from the weights in load_from {self._load_from!r}.')
+                self._resume = False
+        return original(self)
+
+    load_or_resume._rtkd_patched = True
+    Runner.load_or_resume = load_or_resume
+
+
 register_safe_globals()
 patch_history_buffer()
 patch_weighted_cross_entropy()
@@ -275,3 +351,4 @@ patch_persistent_workers()
 silence_pkg_resources_warning()
 patch_checkpoint_kinds()
 patch_checkpoint_reading()
+patch_resume_with_initial_weights()

@@ -5,7 +5,7 @@
 * ``num_workers=0`` runs with the CamVid base's ``persistent_workers=True``;
 * setuptools' ``pkg_resources is deprecated`` warning is not printed.
 
-Tiny CamVid (tests/conftest.py), 32x48 crops, the tiny mmseg model of test_distiller.py, the real
+Tiny CamVid (tests/helpers.py), 32x48 crops, the tiny mmseg model of test_distiller.py, the real
 mmengine Runner.
 """
 from __future__ import annotations
@@ -92,3 +92,37 @@ def test_no_pkg_resources_warning_on_config_load():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'pkg_resources is deprecated' not in proc.stderr, proc.stderr
     assert 'other UserWarnings still show' in proc.stderr  # the filter is targeted
+
+
+def test_resume_when_load_from_holds_initial_weights(tiny_camvid, tmp_path):
+    """A continuation config (``load_from`` = weights of an earlier training) can be resumed:
+    mmengine alone resumes from ``load_from`` itself and stops with KeyError 'message_hub'."""
+    import torch
+    first = str(tmp_path / 'first')
+    cfg = Config.fromfile(write_config(str(tmp_path / 'first.py'), tiny_camvid, first,
+                                       seg_model(4), extra="default_scope = 'mmseg'\n"))
+    cfg.experiment_name = 'resume_init_first'
+    Runner.from_cfg(cfg).train()
+    trained = torch.load(osp.join(first, 'iter_2.pth'), map_location='cpu', weights_only=True)
+    init = str(tmp_path / 'init.pth')  # what a released / continued model file holds
+    torch.save(dict(state_dict=trained['state_dict'], meta=dict()), init)
+
+    def run(max_iters, name, load_from=init, work='cont'):
+        cfg = Config.fromfile(write_config(
+            str(tmp_path / f'{name}.py'), tiny_camvid, str(tmp_path / work), seg_model(4),
+            max_iters=max_iters, extra=f"default_scope = 'mmseg'\nload_from = {load_from!r}\n"
+            'resume = True\n'))
+        cfg.experiment_name = name
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        return runner, open(glob.glob(osp.join(runner.log_dir, '*.log'))[0]).read()
+
+    runner, log = run(2, 'resume_init_a')  # nothing to resume yet: starts from the weights
+    assert runner.iter == 2 and 'starting from the weights in load_from' in log
+    runner, log = run(4, 'resume_init_b')  # interrupted at 2, resumed: continues at 3
+    assert 'resumed epoch: 0, iter: 2' in log and runner.iter == 4, log[-2000:]
+    assert "holds weights only" in log
+    # a training checkpoint as load_from keeps mmengine's meaning: resume from that file
+    runner, log = run(4, 'resume_init_c', load_from=osp.join(first, 'iter_2.pth'), work='own')
+    assert 'resumed epoch: 0, iter: 2' in log and runner.iter == 4, log[-2000:]
+    assert 'holds weights only' not in log and 'starting from the weights' not in log
