@@ -25,6 +25,7 @@ from mmseg.structures import SegDataSample
 from rtkd.distill import (Distiller, DistillOptimWrapperConstructor, LossSchedule, TapSet,
                           TapSpec, build_schedule)
 from rtkd.distill import distiller as distiller_module
+from rtkd.distill.losses.base import AdversarialDistillLoss
 from rtkd.distill.taps import TeacherDone
 from rtkd.engine.hooks import NonFiniteLossHook
 
@@ -615,7 +616,7 @@ def test_deepcopy_records_into_the_copy_and_shares_the_teacher(teacher_files):
 
 # --------------------------------------------------------------------- critics
 @MODELS.register_module(name='_TestAdversarial', force=True)
-class _TestAdversarial(nn.Module):
+class _TestAdversarial(AdversarialDistillLoss):  # adversarial by its class, not by probing
     """A linear critic on the logits; its generator loss leaves gradients on the critic (as a
     careless adversarial loss would), and its critic loss is deterministic."""
 

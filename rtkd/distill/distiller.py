@@ -42,13 +42,22 @@ and the teacher cache; the copy's student taps record into the copy.
 
 The teacher is kept out of ``self._modules``: it is not in ``state_dict()`` (checkpoints hold the
 student, connectors and discriminators), not seen by DDP and not switched to train mode by the
-Runner. Taps, losses and connectors are validated when the distiller is built.
+Runner. Taps, losses and connectors are validated when the distiller is built; the first step
+that runs a loss checks every loss (also those switched off by their schedule at that step,
+without side effects) and raises one error listing every shape problem with one consistent fix.
+
+Where things live: :mod:`rtkd.distill.teacher` (the frozen teacher: build, freeze, input
+adaptation, truncated forward; shared with ``CohortDistiller`` and the knowledge-adaptation
+stage 1), :mod:`rtkd.distill.graph` (loss entries, what a loss is, zero terms, the shape report;
+shared with ``CohortDistiller``), :mod:`rtkd.distill.losses.base` (the loss contract: a
+``BaseDistillLoss`` gets ``setup(distiller)``, an ``AdversarialDistillLoss`` its critic step; a
+third-party loss with the same ``forward`` works too, without either), this module (the
+``Distiller``: wiring, ``loss`` and a short ``train_step``).
 """
 from __future__ import annotations
 
 import copy
-import logging
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -59,72 +68,18 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from .builder import (build_network, load_config, normalize_spec, resolve_checkpoint_path,
-                      resolve_config_path)
-from .checkpoint_checks import check_checkpoint_match
+from .builder import build_network
 from .connectors import build_tap_connectors
+from .graph import (SPECIAL_INPUTS, ShapeReport, check_loss_name, describe_shape_error, detached,
+                    is_adversarial, loss_class, map_extra_inputs, setup_hook, zero_term)
 from .schedules import build_schedule
-from .taps import TapSet, TapSpec, TeacherDone, resolve_module
-from .teacher_cache import TeacherCache, file_sha256, text_digest
-
-_SPECIAL_INPUTS = ('inputs', 'data_samples')
-
-
-def _bgr_to_rgb(preprocessor: Optional[nn.Module]) -> bool:
-    """Whether a data preprocessor flips channel order.
-
-    The flag has a different name in each toolbox: mmseg ``channel_conversion``, mmengine's
-    ``ImgDataPreprocessor`` (mmdet) ``_channel_conversion``, mmpretrain ``to_rgb``.
-
-    Args:
-        preprocessor (nn.Module | None): a data preprocessor (None: no conversion).
-
-    Returns:
-        bool: True when it converts BGR to RGB.
-    """
-    for name in ('channel_conversion', '_channel_conversion', 'to_rgb'):
-        if hasattr(preprocessor, name):
-            return bool(getattr(preprocessor, name))
-    return False
-
-
-def _detached(value: Any) -> Any:
-    """``value`` detached from the graph (tensors, and tensors in lists/tuples: ``@*`` taps)."""
-    if torch.is_tensor(value):
-        return value.detach()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_detached(v) for v in value)
-    return value
-
-
-class TeacherNotBuilt(RuntimeError):
-    """The teacher is not built: its targets come from a teacher cache, or there is none."""
-
-
-def teacher_identity(spec: dict) -> dict:
-    """What identifies a teacher in a cache manifest: model config digest, checkpoint hash.
-
-    Args:
-        spec (dict): the teacher spec (``config`` or ``model``, ``checkpoint``, ``cfg_options``).
-
-    Returns:
-        dict: ``teacher_config`` (digest of the built model config) and
-        ``teacher_checkpoint_sha256`` (None when the checkpoint is not a local file).
-    """
-    spec = normalize_spec(dict(spec), 'teacher')
-    if 'config' in spec:
-        cfg = load_config(resolve_config_path(spec['config'], 'teacher config'))
-        if spec.get('cfg_options'):
-            cfg.merge_from_dict(dict(spec['cfg_options']))
-        model = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
-    else:
-        model = dict(spec['model'])
-    ckpt = spec.get('checkpoint')
-    sha = None
-    if ckpt is not None and '://' not in str(ckpt):
-        sha = file_sha256(resolve_checkpoint_path(ckpt, 'teacher'))
-    return dict(teacher_config=text_digest(model), teacher_checkpoint_sha256=sha,
-                teacher_checkpoint=None if ckpt is None else str(ckpt))
+from .taps import TapSet, TapSpec, resolve_module
+from .teacher import teacher_identity  # noqa: F401  (re-exported)
+from .teacher import TeacherNotBuilt, adapt_inputs
+from .teacher import bgr_to_rgb as _bgr_to_rgb  # noqa: F401  (kept for callers)
+from .teacher import (build_frozen_teacher, input_transform, move_transform, normalize_teacher_spec,
+                      run_truncated)
+from .teacher_cache import TeacherCache
 
 
 class _ExportInfo(nn.Module):
@@ -172,6 +127,7 @@ class Distiller(BaseModel):
             extra keys ``student`` / ``teacher`` (tap names), optional ``schedule`` (see
             :class:`~rtkd.distill.schedules.LossSchedule`) and, for each name in the loss class's
             ``extra_inputs`` that is not ``'inputs'``/``'data_samples'``, the tap it reads.
+            The loss class follows :mod:`rtkd.distill.losses.base` (``BaseDistillLoss``).
         connectors (dict[str, dict | list[dict]] | None): tap name -> connector config (a list
             chains several). Applied to the tap before any loss sees it.
         freeze_student (dict | None): ``dict(modules=['backbone'], iters=N)``: the named student
@@ -235,13 +191,8 @@ class Distiller(BaseModel):
         teacher_spec = None
         cache_cfg = None
         if teacher is not None:
-            teacher_spec = dict(teacher) if isinstance(teacher, dict) else dict(config=teacher)
-            if isinstance(teacher, dict) and 'type' in teacher:
-                teacher_spec = dict(model=dict(teacher))
+            teacher_spec = normalize_teacher_spec(teacher, 'Distiller')
             cache_cfg = teacher_spec.pop('cache', None)
-            if 'checkpoint' not in teacher_spec:
-                raise ValueError('teacher needs weights: give teacher=dict(config=..., '
-                                 "checkpoint='<path or URL>') (or checkpoint=None on purpose).")
         self._teacher_spec = teacher_spec
         self.teacher_mode = teacher_mode
         self.teacher_cache: Optional[TeacherCache] = None
@@ -250,7 +201,8 @@ class Distiller(BaseModel):
         self.teacher_scope = None
         if teacher_spec is not None and cache_cfg is None:
             self._teacher = [self._build_teacher()]
-            self._teacher_norm = self._teacher_input_transform()
+            self._teacher_norm = input_transform(
+                self.data_preprocessor, getattr(self.teacher, 'data_preprocessor', None))
 
         # --- taps -----------------------------------------------------------------------
         self._taps = {'student': TapSet(self.student, by_side['student'], 'student')}
@@ -304,34 +256,43 @@ class Distiller(BaseModel):
         self._in_train_step = False
         self._adv_cache: Dict[str, tuple] = {}
 
-        for loss in self.losses.values():
-            if hasattr(loss, 'setup'):
-                try:
-                    loss.setup(self)
-                except TeacherNotBuilt:  # e.g. OFD reads a teacher BN: build it for setup only
-                    if self._teacher_spec is None:
-                        raise
-                    self._teacher = [self._build_teacher()]
-                    try:
-                        loss.setup(self)
-                    finally:
-                        self._teacher = []
+        self._graph_checked = False  # the first loss() checks every loss (ShapeReport)
+        self._setup_losses()
         # Discriminators are trained by their own step (gradients all-reduced there), never
         # through the student's backward: keep them out of DDP's gradient bookkeeping.
         self._ddp_params_and_buffers_to_ignore = [
-            n for n, _ in list(self.named_parameters()) + list(self.named_buffers())
-            if '.discriminator.' in f'.{n}']
+            f'losses.{name}.discriminator.{n}' for name in self.adversarial_losses
+            for n, _ in list(self.losses[name].discriminator.named_parameters())
+            + list(self.losses[name].discriminator.named_buffers())]
         self._disc_synced = False
 
     # ------------------------------------------------------------------------------------
     # construction helpers
     # ------------------------------------------------------------------------------------
     def _build_teacher(self) -> nn.Module:
-        # the teacher's construction must not draw from the global RNG: a run with a teacher
-        # cache (teacher not built) then initialises its student exactly like a live run
-        with torch.random.fork_rng(devices=[]):
-            t_model, t_ckpt, self.teacher_scope = build_network(self._teacher_spec, 'teacher')
-        return self._prepare_teacher(t_model, t_ckpt)
+        teacher, self.teacher_scope = build_frozen_teacher(self._teacher_spec)
+        return teacher
+
+    def _setup_losses(self) -> None:
+        """Call every BaseDistillLoss's ``setup(self)`` (other losses have none).
+
+        A loss that reads the teacher while its targets come from a teacher cache (e.g. OFD's
+        margin from a teacher BN) gets the teacher built for its setup only.
+        """
+        for loss in self.losses.values():
+            setup = setup_hook(loss)
+            if setup is None:
+                continue
+            try:
+                setup(self)
+            except TeacherNotBuilt:
+                if self._teacher_spec is None:
+                    raise
+                self._teacher = [self._build_teacher()]
+                try:
+                    setup(self)
+                finally:
+                    self._teacher = []
 
     def _open_cache(self, cache_cfg, specs: List[TapSpec]) -> TeacherCache:
         """Open a teacher cache and check that it belongs to this teacher and these taps."""
@@ -356,32 +317,6 @@ class Distiller(BaseModel):
                   f"taps {', '.join(expected['taps'])})", logger='current')
         return cache
 
-    @staticmethod
-    def _prepare_teacher(model: nn.Module, ckpt: Optional[str]) -> nn.Module:
-        from mmengine.model import revert_sync_batchnorm
-        from mmengine.runner import load_checkpoint
-        if ckpt is not None:
-            try:
-                loaded = load_checkpoint(model, ckpt, map_location='cpu', strict=False,
-                                         logger='current')
-            except OSError as e:  # urllib's URLError is an OSError too
-                if '://' not in str(ckpt):
-                    raise
-                raise RuntimeError(
-                    f'cannot download the teacher checkpoint {ckpt!r} ({e}); download it where '
-                    'there is network and set teacher.checkpoint to the local file.') from e
-            sd = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else {}
-            # every teacher weight except training-only heads must come from the checkpoint
-            check_checkpoint_match(model.state_dict().keys(), sd.keys(),
-                                   f'teacher checkpoint {ckpt!r}')
-        else:
-            print_log('teacher checkpoint=None: distilling from a randomly initialised teacher.',
-                      logger='current', level=logging.WARNING)
-        model = revert_sync_batchnorm(model)  # eval-only anyway; SyncBN needs GPUs
-        for p in model.parameters():
-            p.requires_grad_(False)
-        return model.eval()
-
     def _load_student_checkpoint(self) -> None:
         if self._student_ckpt is not None:
             from mmengine.runner import load_checkpoint
@@ -398,48 +333,8 @@ class Distiller(BaseModel):
         super().init_weights()
         self._load_student_checkpoint()
 
-    def _teacher_input_transform(self) -> Optional[tuple]:
-        """Re-normalise student inputs for a teacher with another normalisation or channel order.
-
-        A preprocessor without normalisation (``_enable_normalize`` False, e.g. a teacher that
-        expects raw pixels) counts as mean 0 / std 1; the channel order is flipped when exactly
-        one side converts BGR to RGB (:func:`_bgr_to_rgb`).
-
-        Returns:
-            tuple | None: ``(s_mean, s_std, t_mean, t_std, flip)`` for
-            :meth:`_teacher_inputs`, or None when the teacher takes the student's tensor as is.
-        """
-        pres = (self.data_preprocessor, getattr(self.teacher, 'data_preprocessor', None))
-        sides = []
-        for pre in pres:
-            if pre is not None and getattr(pre, '_enable_normalize', False):
-                sides.append((pre.mean.detach().clone().float(),
-                              pre.std.detach().clone().float()))
-            else:  # raw pixels
-                sides.append((torch.zeros(1, 1, 1), torch.ones(1, 1, 1)))
-        (s_mean, s_std), (t_mean, t_std) = sides
-        flip = _bgr_to_rgb(pres[0]) != _bgr_to_rgb(pres[1])
-        same = all(a.shape == b.shape and torch.equal(a, b)
-                   for a, b in ((s_mean, t_mean), (s_std, t_std)))
-        if same and not flip:
-            return None
-        return (s_mean, s_std, t_mean, t_std, flip)
-
-    def _teacher_inputs(self, inputs: Tensor) -> Tensor:
-        """The teacher's view of a student-preprocessed batch (see _teacher_input_transform)."""
-        if self._teacher_norm is None:
-            return inputs
-        s_mean, s_std, t_mean, t_std, flip = (t.to(inputs.device) if torch.is_tensor(t) else t
-                                              for t in self._teacher_norm)
-        x = inputs * s_std + s_mean  # the image as loaded, in the student's channel order
-        if flip and x.dim() == 4 and x.shape[1] == 3:
-            x = x.flip(1)
-        return (x - t_mean) / t_std
-
     def _add_loss(self, name: str, cfg: dict) -> None:
-        if 'loss' not in name or '.' in name:
-            raise ValueError(f"loss name {name!r} must contain 'loss' and no dots (e.g. "
-                             f"'loss_cwd'), so the Runner adds it to the total loss.")
+        check_loss_name(name)
         for key in ('student', 'teacher'):
             if key not in cfg:
                 raise KeyError(f"loss {name!r} needs {key}='<tap name>' "
@@ -447,29 +342,8 @@ class Distiller(BaseModel):
             if cfg[key] not in self.tap_specs:
                 raise KeyError(f'loss {name!r} maps {key}={cfg[key]!r}, which is not a tap; '
                                f'define it in taps= or use one of: {", ".join(self.tap_specs)}.')
-        loss_type = cfg.get('type')
-        cls = loss_type if isinstance(loss_type, type) else MODELS.get(loss_type)
-        if cls is None:
-            from .builder import close_registered_names
-            close = close_registered_names(loss_type)
-            raise KeyError(f'loss {name!r}: type {loss_type!r} is not registered; '
-                           + (f'close registered names: {close}' if close else
-                              'is rtkd imported (custom_imports)?') + '.')
-        extras = {}
-        for extra in getattr(cls, 'extra_inputs', ()):
-            if extra in cfg:
-                src = cfg.pop(extra)
-                if src not in self.tap_specs:
-                    raise KeyError(f'loss {name!r} maps {extra}={src!r}, which is not a tap '
-                                   f'(taps: {", ".join(self.tap_specs)}).')
-                extras[extra] = src
-            elif extra in _SPECIAL_INPUTS:
-                extras[extra] = extra
-            elif extra in self.tap_specs:
-                extras[extra] = extra
-            else:
-                raise KeyError(f'loss {name!r} ({cls.__name__}) needs the extra input '
-                               f"{extra!r}; add {extra}='<tap name>' to its config.")
+        extras = map_extra_inputs(name, loss_class(name, cfg.get('type')), cfg,
+                                  list(self.tap_specs))
         self.loss_maps[name] = dict(student=cfg.pop('student'), teacher=cfg.pop('teacher'),
                                     extras=extras)
         if self.tap_specs[self.loss_maps[name]['teacher']].side == 'student':
@@ -496,7 +370,7 @@ class Distiller(BaseModel):
     @property
     def adversarial_losses(self) -> List[str]:
         """Names of losses that own a discriminator."""
-        return [n for n, m in self.losses.items() if hasattr(m, 'discriminator_loss')]
+        return [n for n, m in self.losses.items() if is_adversarial(m)]
 
     def resolve_module(self, name: str) -> nn.Module:
         """Return a module by ``'student:<dotted>'`` or ``'teacher:<dotted>'``."""
@@ -553,9 +427,7 @@ class Distiller(BaseModel):
         if not self.__dict__.get('_teacher'):  # during construction, or a cached teacher
             return self
         self.teacher._apply(fn, *args, **kwargs)  # follow the student's device/dtype
-        if getattr(self, '_teacher_norm', None) is not None:
-            self._teacher_norm = tuple(fn(t) if torch.is_tensor(t) else t
-                                       for t in self._teacher_norm)
+        self._teacher_norm = move_transform(getattr(self, '_teacher_norm', None), fn)
         return self
 
     # ------------------------------------------------------------------------------------
@@ -599,18 +471,10 @@ class Distiller(BaseModel):
         return params
 
     def _run_teacher(self, inputs: Tensor, data_samples) -> dict:
-        teacher = self.teacher
-        p = next(teacher.parameters(), None)
-        if p is not None and p.device != inputs.device:
-            teacher.to(inputs.device)
-        x = self._teacher_inputs(inputs)
-        tapset = self._taps['teacher']
-        with torch.no_grad(), tapset.recording() as rec:
-            try:
-                teacher(x, data_samples, mode=self.teacher_mode)
-            except TeacherDone:
-                pass
-        return dict(rec)
+        """The live teacher's taps for a student-preprocessed batch (truncated forward)."""
+        return run_truncated(self.teacher, self._taps['teacher'],
+                             adapt_inputs(self._teacher_norm, inputs), data_samples,
+                             self.teacher_mode)
 
     def teacher_targets(self, inputs: Tensor, data_samples, iteration: int) -> dict:
         """The teacher taps for a batch: from the live teacher or from the teacher cache.
@@ -697,37 +561,81 @@ class Distiller(BaseModel):
         for tap in (self.loss_maps[name]['student'], self.loss_maps[name]['teacher']):
             if tap in self.connectors:
                 params += list(self.connectors[tap].parameters())
-        zero = ref.new_zeros(())
-        for p in params:
-            if p.requires_grad:
-                zero = zero + p.reshape(-1)[0] * 0
-        return zero
+        return zero_term(params, ref)
 
-    def _shape_error(self, name: str, s_tap: str, t_tap: str, s: Tensor, t: Tensor) -> str:
-        s_classes = getattr(getattr(self.student, 'decode_head', None), 'num_classes', None)
-        s_mod, t_mod = self.tap_specs[s_tap].module, self.tap_specs[t_tap].module
-        is_logits = s_mod.endswith('conv_seg') and t_mod.endswith('conv_seg') and \
-            not self.tap_specs[s_tap].use_input and not self.tap_specs[t_tap].use_input
-        if is_logits and s.dim() > 1 and t.dim() > 1 and s.shape[1] != t.shape[1] and \
-                s_classes == s.shape[1]:
-            # class scores cannot be adapted by a connector: the teacher predicts other classes
-            return (f'loss {name!r}: the teacher predicts {t.shape[1]} classes but the student '
-                    f'{s.shape[1]} ({t.shape[1]} vs {s.shape[1]} classes: set the teacher\'s '
-                    f"num_classes (teacher=dict(..., cfg_options={{'model.decode_head."
-                    f"num_classes': {s.shape[1]}}}) and a checkpoint trained that way, or pick a "
-                    f'teacher trained on this dataset).')
-        fixes = []
-        if s.dim() > 1 and t.dim() > 1 and s.shape[1] != t.shape[1]:
-            fixes.append(f"dict(type='ConvBNConnector', in_channels={s.shape[1]}, "
-                         f'out_channels={t.shape[1]})')
-        if s.dim() > 2 and t.dim() > 2 and s.shape[2:] != t.shape[2:]:
-            fixes.append(f"dict(type='ResizeConnector', like={t_tap!r})")
-        fix = fixes[0] if len(fixes) == 1 else '[' + ', '.join(fixes) + ']'
-        return (f'loss {name!r}: student tap {s_tap!r} has shape {tuple(s.shape)} but teacher tap '
-                f'{t_tap!r} has shape {tuple(t.shape)}; add connectors=dict({s_tap}={fix}).')
+    def _tap_values(self, raw: dict, inputs: Tensor, data_samples) -> Callable:
+        """``value(tap, target=False)``: a tap after its connectors (each computed once).
+
+        A student tap used as a loss's ``teacher=`` is a target: detached before its connectors,
+        so no gradient flows back into the student through it.
+        """
+        connected: Dict[tuple, Any] = {}
+
+        def value(tap: str, target: bool = False):
+            if tap in SPECIAL_INPUTS:
+                return inputs if tap == 'inputs' else data_samples
+            target = target and self.tap_specs[tap].side == 'student'
+            if (tap, target) not in connected:
+                v = detached(raw[tap]) if target else raw[tap]
+                if tap in self.connectors:
+                    v = self.connectors[tap](v, raw)
+                connected[(tap, target)] = v
+            return connected[(tap, target)]
+
+        return value
+
+    def _evaluate(self, name: str, value: Callable, report: ShapeReport) -> Optional[tuple]:
+        """Run one loss on its taps; a shape problem goes to ``report`` (returns None).
+
+        Returns:
+            tuple | None: ``(loss value, student value, teacher value, extras)``.
+        """
+        m, loss_mod = self.loss_maps[name], self.losses[name]
+        s, t = value(m['student']), value(m['teacher'], target=True)
+        extras = {k: value(src) for k, src in m['extras'].items()}
+        try:
+            return loss_mod(s, t, **extras), s, t, extras
+        except (ValueError, RuntimeError) as e:
+            if not (torch.is_tensor(s) and torch.is_tensor(t) and s.shape != t.shape):
+                raise
+            s_sp, t_sp = self.tap_specs[m['student']], self.tap_specs[m['teacher']]
+            logits = all(sp.module.endswith('conv_seg') and not sp.use_input
+                         for sp in (s_sp, t_sp))
+            classes = getattr(getattr(self.student, 'decode_head', None), 'num_classes', None)
+            describe_shape_error(report, name, m['student'], m['teacher'], s, t, logits=logits,
+                                 student_classes=classes,
+                                 loss_said=f'{type(loss_mod).__name__} said: {e}')
+            report.cause = report.cause or e
+            return None
+
+    def _probe(self, names: List[str], value: Callable, report: ShapeReport,
+               inputs: Tensor) -> None:
+        """Check switched-off losses once (first step) without changing anything.
+
+        Runs them under ``no_grad`` with the RNG forked; the buffers of the losses and of their
+        connectors (BN statistics, memory banks) are put back afterwards.
+        """
+        mods = [self.losses[n] for n in names]
+        mods += [self.connectors[tap] for n in names for tap in
+                 (self.loss_maps[n]['student'], self.loss_maps[n]['teacher'],
+                  *self.loss_maps[n]['extras'].values()) if tap in self.connectors]
+        saved = [(b, b.detach().clone()) for mod in mods for b in mod.buffers()]
+        devices = [inputs.device.index or 0] if inputs.is_cuda else []
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                for name in names:
+                    self._evaluate(name, value, report)
+        finally:
+            with torch.no_grad():
+                for b, v in saved:
+                    b.copy_(v)
 
     def loss(self, inputs: Tensor, data_samples: Optional[list] = None) -> Dict[str, Tensor]:
         """Student task losses plus weighted, scheduled distillation losses.
+
+        The first call that runs a loss checks every loss, also those their schedules switch
+        off at that step, and raises one ``ValueError`` listing every shape problem
+        (:class:`~rtkd.distill.graph.ShapeReport`).
 
         Args:
             inputs (Tensor): preprocessed batch (N x 3 x H x W for images).
@@ -741,10 +649,13 @@ class Distiller(BaseModel):
         self._apply_freeze(it)
         factors = {n: self._factor(n, it, epoch) for n in self.losses}
         active = [n for n in self.losses if factors[n] > 0]
+        # the first step that runs a loss also checks the switched-off ones (shape report);
+        # a step where every loss is off runs neither the teacher nor any check
+        probe = [n for n in self.losses if n not in active] \
+            if active and not self._graph_checked else []
 
         with self._taps['student'].recording() as s_rec:
             task_losses = self.student.loss(inputs, data_samples)
-        s_rec = dict(s_rec)
         losses: Dict[str, Tensor] = dict(task_losses)
         t_rec = {}
         if active:
@@ -755,49 +666,31 @@ class Distiller(BaseModel):
         if self.training and not getattr(self, '_summary_logged', False):
             self._summary_logged = True
             print_log(self.summary(raw), logger='current')
-        connected: Dict[tuple, Tensor] = {}
+        value = self._tap_values(raw, inputs, data_samples)
 
-        def value(tap: str, target: bool = False):
-            if tap in _SPECIAL_INPUTS:
-                return inputs if tap == 'inputs' else data_samples
-            # a student tap as a loss's teacher= is a target: no gradient back into the student
-            target = target and self.tap_specs[tap].side == 'student'
-            if (tap, target) not in connected:
-                v = raw[tap]
-                if target:
-                    v = _detached(v)
-                if tap in self.connectors:
-                    v = self.connectors[tap](v, raw)
-                connected[(tap, target)] = v
-            return connected[(tap, target)]
-
+        report = ShapeReport({n: sp.text for n, sp in self.tap_specs.items()})
         self._adv_cache = {}
-        for name, loss_mod in self.losses.items():
+        for name in self.losses:
             if name in losses:
                 raise KeyError(f'distillation loss name {name!r} clashes with a student loss; '
                                f'rename it.')
             if name not in active:
                 losses[name] = self._zero_term(name, inputs)
                 continue
-            m = self.loss_maps[name]
-            s, t = value(m['student']), value(m['teacher'], target=True)
-            extras = {k: value(src) for k, src in m['extras'].items()}
-            try:
-                val = loss_mod(s, t, **extras)
-            except (ValueError, RuntimeError) as e:
-                if torch.is_tensor(s) and torch.is_tensor(t) and s.shape != t.shape:
-                    msg = self._shape_error(name, m['student'], m['teacher'], s, t)
-                    if 'classes:' not in msg:  # the loss's own connector hint would contradict
-                        msg += f' ({type(loss_mod).__name__} said: {e})'
-                    raise ValueError(msg) from e
-                raise
+            out = self._evaluate(name, value, report)
+            if out is None:
+                continue
+            val, s, t, extras = out
             # no finiteness check here (a device sync per loss): NonFiniteLossHook checks
             # every logged loss, critics included, once per step (module docstring)
             losses[name] = val * factors[name]
             if name in self.adversarial_losses:
-                self._adv_cache[name] = (
-                    s.detach(), t.detach(),
-                    {k: (v.detach() if torch.is_tensor(v) else v) for k, v in extras.items()})
+                self._adv_cache[name] = (s.detach(), t.detach(),
+                                         {k: detached(v) for k, v in extras.items()})
+        if probe:
+            self._probe(probe, value, report, inputs)
+        report.raise_if_any()
+        self._graph_checked = self._graph_checked or bool(active)
         if self.training:
             self.distill_iter += 1
         return losses
@@ -821,22 +714,9 @@ class Distiller(BaseModel):
             dict[str, Tensor]: log variables.
         """
         caller = ddp_model if ddp_model is not None else self
-        adv = self.adversarial_losses
-        if isinstance(optim_wrapper, OptimWrapperDict):
-            keys = list(optim_wrapper.keys())
-            if 'student' not in keys:
-                raise KeyError(f"the optim wrapper dict needs a 'student' entry, has {keys}.")
-            s_ow = optim_wrapper['student']
-            d_ow = optim_wrapper['discriminator'] if 'discriminator' in keys else None
-        else:
-            s_ow, d_ow = optim_wrapper, None
-        if adv and d_ow is None:
-            raise ValueError(f'losses {adv} train a discriminator: set optim_wrapper=dict('
-                             f"constructor='DistillOptimWrapperConstructor', student=dict(...), "
-                             f'discriminator=dict(...)).')
-        if adv:
+        s_ow, d_ow = self._split_wrappers(optim_wrapper)
+        if self.adversarial_losses:
             self._sync_discriminators()  # before their first use, the generator loss
-        critic_params = self._discriminator_params()
         self._in_train_step = True
         try:
             with s_ow.optim_context(caller):
@@ -845,8 +725,36 @@ class Distiller(BaseModel):
         finally:
             self._in_train_step = False
         parsed, log_vars = self.parse_losses(losses)
-        # the student's backward must neither add to nor drop the critics' (accumulated)
-        # gradients: set them aside and put them back afterwards
+        self._student_update(s_ow, parsed)
+        if self.adversarial_losses:
+            log_vars.update(self._discriminator_step(d_ow))
+        return log_vars
+
+    def _split_wrappers(self, optim_wrapper) -> tuple:
+        """``(student wrapper, discriminator wrapper or None)``; checks what the losses need."""
+        if isinstance(optim_wrapper, OptimWrapperDict):
+            keys = list(optim_wrapper.keys())
+            if 'student' not in keys:
+                raise KeyError(f"the optim wrapper dict needs a 'student' entry, has {keys}.")
+            s_ow = optim_wrapper['student']
+            d_ow = optim_wrapper['discriminator'] if 'discriminator' in keys else None
+        else:
+            s_ow, d_ow = optim_wrapper, None
+        adv = self.adversarial_losses
+        if adv and d_ow is None:
+            raise ValueError(f'losses {adv} train a discriminator: set optim_wrapper=dict('
+                             f"constructor='DistillOptimWrapperConstructor', student=dict(...), "
+                             f'discriminator=dict(...)).')
+        return s_ow, d_ow
+
+    def _student_update(self, s_ow: OptimWrapper, parsed: Tensor) -> None:
+        """Backward of the total loss and (when due) a step, leaving the critics' grads alone.
+
+        The student's backward must neither add to nor drop the critics' (accumulated)
+        gradients: they are set aside and put back afterwards. Frozen student parts
+        (``freeze_student``) get no update.
+        """
+        critic_params = self._discriminator_params()
         critic_grads = [p.grad for p in critic_params]
         for p in critic_params:
             p.grad = None
@@ -859,9 +767,6 @@ class Distiller(BaseModel):
                     p.grad = None
             s_ow.step()
             s_ow.zero_grad()
-        if adv:
-            log_vars.update(self._discriminator_step(d_ow))
-        return log_vars
 
     @staticmethod
     def _distributed() -> bool:

@@ -50,7 +50,7 @@ OUT --member <name>`` writes one member as a plain checkpoint of its own config.
 
 The cohort's data preprocessor is ``eval_member``'s; a member whose own preprocessor normalises
 differently (mean/std, channel order) gets the batch re-normalised to its own convention (the
-Distiller's teacher-input transform). Members see the same augmented batch.
+teacher-input transform of :mod:`rtkd.distill.teacher`). Members see the same augmented batch.
 
 Deviations from the paper / official code (TensorFlow,
 github.com/YingZhangDUT/Deep-Mutual-Learning):
@@ -82,7 +82,6 @@ from __future__ import annotations
 
 import re
 from contextlib import ExitStack
-from types import SimpleNamespace
 from typing import Dict, Optional, Union
 
 import torch
@@ -96,27 +95,13 @@ from torch import Tensor
 from .builder import build_network
 from .checkpoint_checks import check_checkpoint_match
 from .connectors import build_tap_connectors
-from .distiller import Distiller
+from .graph import (SPECIAL_INPUTS, check_loss_name, detached, is_adversarial, loss_class,
+                    map_extra_inputs, zero_term)
 from .schedules import build_schedule
 from .taps import TapSet, TapSpec
+from .teacher import adapt_inputs, input_transform
 
-_SPECIAL_INPUTS = ('inputs', 'data_samples')
 _NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
-
-
-def _member_input_transform(preprocessor: Optional[nn.Module], member: nn.Module):
-    """How to re-normalise the cohort's batch for ``member`` (None: use it as is).
-
-    Reuses :meth:`Distiller._teacher_input_transform` (it reads only ``data_preprocessor`` and
-    ``teacher``).
-    """
-    view = SimpleNamespace(data_preprocessor=preprocessor, teacher=member)
-    return Distiller._teacher_input_transform(view)
-
-
-def _apply_input_transform(norm, inputs: Tensor) -> Tensor:
-    """Apply a transform from :func:`_member_input_transform` (the Distiller's own code)."""
-    return Distiller._teacher_inputs(SimpleNamespace(_teacher_norm=norm), inputs)
 
 
 @MODELS.register_module()
@@ -157,7 +142,7 @@ class CohortDistiller(BaseModel):
                              'with at least two members.')
         for name in members:
             if not isinstance(name, str) or not _NAME_RE.match(name) or \
-                    name in _SPECIAL_INPUTS or 'loss' in name:
+                    name in SPECIAL_INPUTS or 'loss' in name:
                 raise ValueError(f'member name {name!r} is not valid; use a Python identifier '
                                  "without dots and without 'loss' (e.g. 'a', 'student', "
                                  "'teacher').")
@@ -185,7 +170,9 @@ class CohortDistiller(BaseModel):
                 raise TypeError(f'member {eval_member!r} has no data_preprocessor; give the '
                                 'CohortDistiller one with data_preprocessor=dict(...).')
             self.data_preprocessor = pre
-        self._input_norm = {m: _member_input_transform(self.data_preprocessor, net)
+        # a member with another normalisation / channel order gets the batch re-normalised
+        self._input_norm = {m: input_transform(self.data_preprocessor,
+                                               getattr(net, 'data_preprocessor', None))
                             for m, net in self.members.items()}
 
         # --- taps -------------------------------------------------------------------------
@@ -243,9 +230,7 @@ class CohortDistiller(BaseModel):
         return tap
 
     def _add_loss(self, name: str, cfg: dict) -> None:
-        if 'loss' not in name or '.' in name:
-            raise ValueError(f"loss name {name!r} must contain 'loss' and no dots (e.g. "
-                             f"'loss_dml'), so the Runner adds it to the total loss.")
+        check_loss_name(name, 'loss_dml')
         mutual = cfg.pop('mutual', None)
         has_pair = 'student' in cfg or 'teacher' in cfg
         if (mutual is None) == (not has_pair):
@@ -275,27 +260,11 @@ class CohortDistiller(BaseModel):
                                  f'to the same member {self._tap_member(s)!r}; pair taps of two '
                                  f'members.')
             edges = [(s, t, 1.0)]
-        loss_type = cfg.get('type')
-        cls = loss_type if isinstance(loss_type, type) else MODELS.get(loss_type)
-        if cls is None:
-            from .builder import close_registered_names
-            close = close_registered_names(loss_type)
-            raise KeyError(f'loss {name!r}: type {loss_type!r} is not registered; '
-                           + (f'close registered names: {close}' if close else
-                              'is rtkd imported (custom_imports)?') + '.')
-        extras = {}
-        for extra in getattr(cls, 'extra_inputs', ()):
-            if extra in cfg:
-                extras[extra] = self._check_tap(name, extra, cfg.pop(extra))
-            elif extra in _SPECIAL_INPUTS or extra in self.tap_specs:
-                extras[extra] = extra
-            else:
-                raise KeyError(f'loss {name!r} ({cls.__name__}) needs the extra input '
-                               f"{extra!r}; add {extra}='<tap name>' to its config.")
+        cls = loss_class(name, cfg.get('type'))
+        extras = map_extra_inputs(name, cls, cfg, list(self.tap_specs))
         schedule = build_schedule(cfg.pop('schedule', None))
         module = MODELS.build(cfg)
-        if hasattr(module, 'discriminator_loss') or any(p.requires_grad
-                                                        for p in module.parameters()):
+        if is_adversarial(module) or any(p.requires_grad for p in module.parameters()):
             raise ValueError(f'loss {name!r} ({cls.__name__}) has trainable parameters; the '
                              f'CohortDistiller takes parameter-free losses (put learned adapters '
                              f'in connectors=, adversarial losses are not supported).')
@@ -378,8 +347,7 @@ class CohortDistiller(BaseModel):
     # forward
     # ------------------------------------------------------------------------------------
     def _member_inputs(self, member: str, inputs: Tensor) -> Tensor:
-        norm = self._input_norm.get(member)
-        return inputs if norm is None else _apply_input_transform(norm, inputs)
+        return adapt_inputs(self._input_norm.get(member), inputs)
 
     def forward(self, inputs: Tensor, data_samples: Optional[list] = None,
                 mode: str = 'tensor'):
@@ -402,13 +370,9 @@ class CohortDistiller(BaseModel):
 
     def _zero_term(self, name: str, member: str, ref: Tensor) -> Tensor:
         """0 that touches the learner-side connectors of ``member`` (keeps DDP happy)."""
-        zero = ref.new_zeros(())
-        for s, _, _ in self.loss_maps[name]['edges']:
-            if self._tap_member(s) == member and s in self.connectors:
-                for p in self.connectors[s].parameters():
-                    if p.requires_grad:
-                        zero = zero + p.reshape(-1)[0] * 0
-        return zero
+        return zero_term([p for s, _, _ in self.loss_maps[name]['edges']
+                          if self._tap_member(s) == member and s in self.connectors
+                          for p in self.connectors[s].parameters()], ref)
 
     def loss(self, inputs: Tensor, data_samples: Optional[list] = None) -> Dict[str, Tensor]:
         """Every member's task losses plus the weighted, scheduled distillation terms.
@@ -442,19 +406,12 @@ class CohortDistiller(BaseModel):
         connected: Dict[str, object] = {}
 
         def value(tap: str):
-            if tap in _SPECIAL_INPUTS:
+            if tap in SPECIAL_INPUTS:
                 return inputs if tap == 'inputs' else data_samples
             if tap not in connected:
                 v = raw[tap]
                 connected[tap] = self.connectors[tap](v, raw) if tap in self.connectors else v
             return connected[tap]
-
-        def detached(v):
-            if torch.is_tensor(v):
-                return v.detach()
-            if isinstance(v, (list, tuple)):
-                return type(v)(detached(x) for x in v)
-            return v
 
         for name, loss_mod in self.losses.items():
             m = self.loss_maps[name]

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple
 
 import torch.nn as nn
-from mmengine.registry import MODELS
 from torch import Tensor
 
 #: meta keys a stage-1 checkpoint carries next to the weights (``<prefix>_extra_state``)
@@ -18,9 +17,11 @@ def _conv_bn_relu(conv: nn.Module, channels: int, act: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@MODELS.register_module()
 class KAAutoEncoder(nn.Module):
     r"""Convolutional auto-encoder that compresses a frozen teacher's feature map.
+
+    Not registered: :class:`~rtkd.distill.ka.KATeacherAutoEncoder` and
+    :class:`~rtkd.distill.ka.KAEncoderConnector` build it from their own arguments.
 
     "Knowledge Adaptation for Efficient Semantic Segmentation" (Tong He, Chunhua Shen, Zhi Tian,
     Dong Gong, Changming Sun, Youliang Yan, CVPR 2019, arXiv 1903.04688), Sec. 3.1: the encoder

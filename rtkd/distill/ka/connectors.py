@@ -136,7 +136,7 @@ class KAEncoderConnector(BaseConnector):
                              f'teacher (its checkpoint is for another one).')
         recorded = self.meta.get('teacher') or {}
         try:
-            from ..distiller import teacher_identity
+            from ..teacher import teacher_identity
             now = teacher_identity(distiller._teacher_spec)
         except Exception:  # identity is a courtesy check; the tap/channel checks are the rule
             return

@@ -10,8 +10,8 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from ..builder import build_network
-from ..taps import TapSet, TapSpec, TeacherDone
+from ..taps import TapSet, TapSpec
+from ..teacher import build_frozen_teacher, normalize_teacher_spec, run_truncated, teacher_identity
 from .autoencoder import KAAutoEncoder
 from .connectors import tapped_channels
 
@@ -57,19 +57,10 @@ class KATeacherAutoEncoder(BaseModel):
     def __init__(self, teacher: Union[str, dict], tap: str, autoencoder: Optional[dict] = None,
                  loss: Optional[dict] = None, teacher_mode: str = 'tensor',
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
-        spec = dict(teacher) if isinstance(teacher, dict) else dict(config=teacher)
-        if isinstance(teacher, dict) and 'type' in teacher:
-            spec = dict(model=dict(teacher))
+        spec = normalize_teacher_spec(teacher, 'KATeacherAutoEncoder')
         if 'cache' in spec:
             raise ValueError('KATeacherAutoEncoder runs the live teacher; remove teacher.cache.')
-        if 'checkpoint' not in spec:
-            raise ValueError("KATeacherAutoEncoder: the teacher needs weights: give teacher="
-                             "dict(config=..., checkpoint='<path or URL>') (or checkpoint=None "
-                             'on purpose).')
-        from ..distiller import Distiller, teacher_identity
-        with torch.random.fork_rng(devices=[]):  # as the Distiller: no draw from the global RNG
-            t_model, t_ckpt, _ = build_network(spec, 'teacher')
-        t_model = Distiller._prepare_teacher(t_model, t_ckpt)
+        t_model, _ = build_frozen_teacher(spec)  # as the Distiller's (no draw from the RNG)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if data_preprocessor is None:
             pre = getattr(t_model, 'data_preprocessor', None)
@@ -132,11 +123,7 @@ class KATeacherAutoEncoder(BaseModel):
         Returns:
             Tensor: the tapped feature, ``N x C x H x W``.
         """
-        with torch.no_grad(), self._tapset.recording() as rec:
-            try:
-                self.teacher(inputs, data_samples, mode=self.teacher_mode)
-            except TeacherDone:
-                pass
+        rec = run_truncated(self.teacher, self._tapset, inputs, data_samples, self.teacher_mode)
         if self.tap.name not in rec:
             raise RuntimeError(f'tap {self.tap.text!r} never fired: module '
                                f'{self.tap.module!r} is not called in the teacher forward; tap '

@@ -1,16 +1,16 @@
 """Activation-based attention transfer (Zagoruyko & Komodakis, ICLR 2017)."""
 from __future__ import annotations
 
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_choice, check_positive, check_shapes
+from .base import BaseDistillLoss
 
 
 @MODELS.register_module()
-class AttentionTransferLoss(nn.Module):
+class AttentionTransferLoss(BaseDistillLoss):
     r"""Attention transfer of "Paying More Attention to Attention" (Zagoruyko & Komodakis, ICLR
     2017, arXiv 1612.03928).
 
@@ -35,11 +35,10 @@ class AttentionTransferLoss(nn.Module):
     extra_inputs: tuple[str, ...] = ()
 
     def __init__(self, p: float = 2.0, reduction: str = 'paper', loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         self.p = check_positive(name, 'p', p)
         self.reduction = check_choice(name, 'reduction', reduction, ('paper', 'official'))
-        self.loss_weight = float(loss_weight)
 
     def attention(self, feat: Tensor) -> Tensor:
         """L2-normalised spatial attention map.

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_positive, check_shapes
+from .base import BaseDistillLoss
 from .cirkd_loss import stack_gt_labels
 
 
@@ -38,7 +38,7 @@ def edge_body_masks(labels: Tensor, edge_width: int, ignore_index: int) -> tuple
 
 
 @MODELS.register_module()
-class BPKDLoss(nn.Module):
+class BPKDLoss(BaseDistillLoss):
     r"""Boundary-privileged knowledge distillation, "BPKD: Boundary Privileged Knowledge
     Distillation For Semantic Segmentation" (Liu, Wang, Phan, Zhang, Ge, Liu, WACV 2024,
     arXiv 2306.08075; github.com/AkideLiu/BPKD).
@@ -97,7 +97,7 @@ class BPKDLoss(nn.Module):
     def __init__(self, edge_width: int = 3, ignore_index: int = 255, edge_tau: float = 1.0,
                  body_tau: float = 4.0, edge_weight: float = 10.0, body_weight: float = 3.0,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         if not isinstance(edge_width, int) or isinstance(edge_width, bool) or \
                 edge_width < 3 or edge_width % 2 == 0:
@@ -115,7 +115,6 @@ class BPKDLoss(nn.Module):
         self.body_tau = check_positive(name, 'body_tau', body_tau)
         self.edge_weight = float(edge_weight)
         self.body_weight = float(body_weight)
-        self.loss_weight = float(loss_weight)
 
     def edge_loss(self, student: Tensor, teacher: Tensor, edge: Tensor) -> Tensor:
         """Per-pixel KL over classes, averaged over the edge pixels (unweighted)."""

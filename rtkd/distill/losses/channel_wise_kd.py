@@ -1,16 +1,16 @@
 """Channel-wise distillation, CWD (Shu et al., ICCV 2021)."""
 from __future__ import annotations
 
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_choice, check_positive, check_shapes
+from .base import BaseDistillLoss
 
 
 @MODELS.register_module()
-class ChannelWiseKD(nn.Module):
+class ChannelWiseKD(BaseDistillLoss):
     r"""Channel-wise knowledge distillation, "Channel-wise Knowledge Distillation for Dense
     Prediction" (Shu, Liu, Gao, Yan, Shen, ICCV 2021, arXiv 2011.13256).
 
@@ -46,7 +46,7 @@ class ChannelWiseKD(nn.Module):
 
     def __init__(self, tau: float = 1.0, normalization: str = 'channel', divergence: str = 'kl',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         self.tau = check_positive(name, 'tau', tau)
         self.normalization = check_choice(name, 'normalization', normalization,
@@ -58,7 +58,6 @@ class ChannelWiseKD(nn.Module):
         if self.normalization == 'channel_mean' and self.divergence == 'kl':
             raise ValueError(f"{name}: normalization='channel_mean' gives spatial means, not "
                              "distributions, so KL is undefined; use divergence='mse'.")
-        self.loss_weight = float(loss_weight)
 
     def forward(self, student: Tensor, teacher: Tensor, **extra) -> Tensor:
         """Compute the weighted CWD loss.

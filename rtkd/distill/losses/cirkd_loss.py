@@ -13,6 +13,7 @@ from torch import Tensor
 
 from .. import memory_checks  # noqa: F401  (registers MemoryBankCheckHook)
 from ._utils import check_positive, check_shapes
+from .base import BaseDistillLoss
 
 
 def stack_gt_labels(loss_name: str, data_samples: Optional[Sequence], size: tuple) -> Tensor:
@@ -40,7 +41,7 @@ def stack_gt_labels(loss_name: str, data_samples: Optional[Sequence], size: tupl
 
 
 @MODELS.register_module()
-class CIRKDLoss(nn.Module):
+class CIRKDLoss(BaseDistillLoss):
     r"""Cross-image relational knowledge distillation, "Cross-Image Relational Knowledge
     Distillation for Semantic Segmentation" (Yang, Zhou, An, Jiang, Xu, Zhang, CVPR 2022,
     arXiv 2204.06986; official code github.com/winycg/CIRKD, ``train_cirkd.py``,
@@ -157,7 +158,7 @@ class CIRKDLoss(nn.Module):
                  norm_cfg: Optional[dict] = None,
                  seed: int = 0,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         for arg, v in (('num_classes', num_classes), ('student_channels', student_channels),
                        ('teacher_channels', teacher_channels),
@@ -215,7 +216,6 @@ class CIRKDLoss(nn.Module):
         self.student_channels = student_channels
         self.teacher_channels = teacher_channels
         self.seed = int(seed)
-        self.loss_weight = float(loss_weight)
         self.memory_checked = False
         self._warned_unchecked = False
 

@@ -1,11 +1,11 @@
 """DIST: distillation from a stronger teacher (Huang et al., NeurIPS 2022)."""
 from __future__ import annotations
 
-import torch.nn as nn
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_positive, check_shapes
+from .base import BaseDistillLoss
 
 
 def _pearson_rows(a: Tensor, b: Tensor, eps: float) -> Tensor:
@@ -16,7 +16,7 @@ def _pearson_rows(a: Tensor, b: Tensor, eps: float) -> Tensor:
 
 
 @MODELS.register_module()
-class DISTLoss(nn.Module):
+class DISTLoss(BaseDistillLoss):
     r"""DIST, "Knowledge Distillation from A Stronger Teacher" (Tao Huang, Shan You, Fei Wang,
     Chen Qian, Chang Xu, NeurIPS 2022, arXiv 2205.10536).
 
@@ -60,7 +60,7 @@ class DISTLoss(nn.Module):
 
     def __init__(self, tau: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
                  eps: float = 1e-8, loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         self.tau = check_positive(name, 'tau', tau)
         for arg, value in (('beta', beta), ('gamma', gamma)):
@@ -71,7 +71,6 @@ class DISTLoss(nn.Module):
                              f'give at least one a positive weight.')
         self.beta, self.gamma = float(beta), float(gamma)
         self.eps = check_positive(name, 'eps', eps)
-        self.loss_weight = float(loss_weight)
 
     def forward(self, student: Tensor, teacher: Tensor, **extra) -> Tensor:
         """Compute the weighted DIST loss.

@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 import torch
-import torch.nn as nn
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_positive, check_shapes
+from .base import BaseDistillLoss
 
 
 def _kl_rows(log_p_t: Tensor, log_p_s: Tensor) -> Tensor:
@@ -17,7 +17,7 @@ def _kl_rows(log_p_t: Tensor, log_p_s: Tensor) -> Tensor:
 
 
 @MODELS.register_module()
-class DKDLoss(nn.Module):
+class DKDLoss(BaseDistillLoss):
     r"""Decoupled knowledge distillation, "Decoupled Knowledge Distillation" (Borui Zhao, Quan
     Cui, Renjie Song, Yiyu Qiu, Jiajun Liang, CVPR 2022, arXiv 2203.08679).
 
@@ -66,7 +66,7 @@ class DKDLoss(nn.Module):
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, tau: float = 4.0,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         for arg, value in (('alpha', alpha), ('beta', beta)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
@@ -76,7 +76,6 @@ class DKDLoss(nn.Module):
                              f'give TCKD (alpha) or NCKD (beta) a positive weight.')
         self.alpha, self.beta = float(alpha), float(beta)
         self.tau = check_positive(name, 'tau', tau)
-        self.loss_weight = float(loss_weight)
 
     def _labels(self, data_samples: Union[Sequence, Tensor, None], n: int, c: int,
                 device: torch.device) -> Tensor:

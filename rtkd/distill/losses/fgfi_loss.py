@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Union
 
 import torch
-import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.registry import MODELS
 from torch import Tensor
@@ -12,12 +11,13 @@ from torch import Tensor
 from ..connectors import Conv3x3ReLUConnector
 from ..det_utils import anchor_imitation_masks, gt_box_masks, gt_boxes_of, is_anchor_generator
 from ._utils import check_choice, check_shapes
+from .base import BaseDistillLoss
 
 _DEFAULT_SOURCES = ('bbox_head.prior_generator', 'rpn_head.prior_generator')
 
 
 @MODELS.register_module()
-class FGFILoss(nn.Module):
+class FGFILoss(BaseDistillLoss):
     r"""Fine-grained feature imitation, "Distilling Object Detectors with Fine-grained Feature
     Imitation" (Tao Wang, Li Yuan, Xiaopeng Zhang, Jiashi Feng, CVPR 2019, arXiv 1906.03609).
 
@@ -70,14 +70,13 @@ class FGFILoss(nn.Module):
                  out_channels: Optional[int] = None, level: Optional[int] = None,
                  prior_generator: Optional[dict] = None, prior_source: Optional[str] = None,
                  mask: str = 'auto', loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         if not (isinstance(psi, (int, float)) and 0 < psi <= 1):
             raise ValueError(f'FGFILoss: psi must be in (0, 1], got {psi!r}.')
         self.psi = float(psi)
         self.level = level
         self.mask_mode = check_choice('FGFILoss', 'mask', mask, ('auto', 'anchor', 'gt_box'))
         self.prior_source = prior_source
-        self.loss_weight = float(loss_weight)
         self.adapter = None
         if in_channels is not None:
             self.adapter = Conv3x3ReLUConnector(in_channels, out_channels or in_channels)
@@ -87,6 +86,7 @@ class FGFILoss(nn.Module):
         self._generator = None
         if prior_generator is not None:
             from mmdet.registry import TASK_UTILS
+
             # build in mmdet's scope whatever default scope a Runner left behind
             self._generator = TASK_UTILS.build(dict(prior_generator, _scope_='mmdet'))
             self._check_generator()

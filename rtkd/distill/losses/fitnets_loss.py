@@ -1,15 +1,15 @@
 """FitNets hint loss (Romero et al., ICLR 2015)."""
 from __future__ import annotations
 
-import torch.nn as nn
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_choice, check_shapes
+from .base import BaseDistillLoss
 
 
 @MODELS.register_module()
-class FitNetsLoss(nn.Module):
+class FitNetsLoss(BaseDistillLoss):
     r"""Hint loss of "FitNets: Hints for Thin Deep Nets" (Romero, Ballas, Kahou, Chassang, Gatta,
     Bengio, ICLR 2015, arXiv 1412.6550).
 
@@ -31,10 +31,9 @@ class FitNetsLoss(nn.Module):
     extra_inputs: tuple[str, ...] = ()
 
     def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         self.reduction = check_choice(type(self).__name__, 'reduction', reduction,
                                       ('mean', 'paper'))
-        self.loss_weight = float(loss_weight)
 
     def forward(self, student: Tensor, teacher: Tensor, **extra) -> Tensor:
         """Compute the weighted hint loss.

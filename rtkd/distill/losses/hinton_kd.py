@@ -1,16 +1,16 @@
 """Response-based knowledge distillation (Hinton et al., 2015)."""
 from __future__ import annotations
 
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_positive, check_shapes
+from .base import BaseDistillLoss
 
 
 @MODELS.register_module()
-class HintonKD(nn.Module):
+class HintonKD(BaseDistillLoss):
     r"""Soft-target distillation, "Distilling the Knowledge in a Neural Network" (Hinton, Vinyals,
     Dean, NIPS-W 2015, arXiv 1503.02531).
 
@@ -32,9 +32,8 @@ class HintonKD(nn.Module):
     extra_inputs: tuple[str, ...] = ()
 
     def __init__(self, tau: float = 1.0, loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         self.tau = check_positive(type(self).__name__, 'tau', tau)
-        self.loss_weight = float(loss_weight)
 
     def forward(self, student: Tensor, teacher: Tensor, **extra) -> Tensor:
         """Compute the weighted KD loss.

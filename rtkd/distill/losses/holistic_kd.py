@@ -10,6 +10,7 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_choice, check_positive, check_shapes
+from .base import AdversarialDistillLoss
 
 
 class ScoreMapCritic(nn.Module):
@@ -56,7 +57,7 @@ class ScoreMapCritic(nn.Module):
 
 
 @MODELS.register_module()
-class HolisticKD(nn.Module):
+class HolisticKD(AdversarialDistillLoss):
     r"""Holistic (adversarial) distillation of "Structured Knowledge Distillation for Semantic
     Segmentation" (Liu et al., CVPR 2019, arXiv 1903.04197), a conditional Wasserstein GAN with
     gradient penalty.
@@ -102,7 +103,7 @@ class HolisticKD(nn.Module):
                  base_channels: int = 64, num_convs: int = 3, spectral_norm: bool = True,
                  lambda_gp: float = 10.0, discriminator_weight: float = 1.0,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f'{name}: num_classes must be a positive int (channels of the score '
@@ -117,7 +118,6 @@ class HolisticKD(nn.Module):
         if self.lambda_gp < 0:
             raise ValueError(f'{name}: lambda_gp must be >= 0, got {lambda_gp!r}.')
         self.discriminator_weight = float(discriminator_weight)
-        self.loss_weight = float(loss_weight)
         check_positive(name, 'base_channels', base_channels)
         self.discriminator = ScoreMapCritic(num_classes + (3 if self.conditional else 0),
                                             int(base_channels), num_convs, spectral_norm)

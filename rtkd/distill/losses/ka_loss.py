@@ -14,6 +14,7 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_choice, check_positive, check_shapes
+from .base import BaseDistillLoss, check_loss_weight
 from .pair_wise_kd import PairWiseKD
 
 PAPER = ('"Knowledge Adaptation for Efficient Semantic Segmentation" (Tong He, Chunhua Shen, '
@@ -50,6 +51,10 @@ class KAReconstructionLoss(nn.Module):
     terms (``alpha``) stays the paper's. That rescaling is a learning-rate choice; torchdistill's
     KTAAD recipe instead adds ``1e-7 * sum|E(F_t)|`` over the batch to the mean squared error.
 
+    Not a :class:`~rtkd.distill.losses.base.BaseDistillLoss`: it is the auto-encoder's training
+    objective in :class:`~rtkd.distill.ka.KATeacherAutoEncoder` (``forward(recon, target,
+    code)`` returns two terms), not a student/teacher loss a Distiller can plug in.
+
     Args:
         reg_weight (float): ``alpha``, >= 0. Default 1e-7 (paper).
         loss_weight (float): multiplier of both terms. Default 1.0.
@@ -64,7 +69,7 @@ class KAReconstructionLoss(nn.Module):
         if not isinstance(reg_weight, (int, float)) or reg_weight < 0:
             raise ValueError(f'KAReconstructionLoss: reg_weight must be >= 0, got {reg_weight!r}.')
         self.reg_weight = float(reg_weight)
-        self.loss_weight = float(loss_weight)
+        self.loss_weight = check_loss_weight(type(self).__name__, loss_weight)
 
     def forward(self, recon: Tensor, target: Tensor, code: Tensor) -> Dict[str, Tensor]:
         """Compute both terms.
@@ -88,7 +93,7 @@ class KAReconstructionLoss(nn.Module):
 
 
 @MODELS.register_module()
-class KAAdaptationLoss(nn.Module):
+class KAAdaptationLoss(BaseDistillLoss):
     r"""Adaptation loss of knowledge adaptation (He et al., CVPR 2019, Sec. 3.1).
 
     The student feature goes through the adapter ``C_f`` (connector
@@ -124,7 +129,7 @@ class KAAdaptationLoss(nn.Module):
 
     def __init__(self, p: float = 1.0, q: float = 2.0, normalize: str = 'position',
                  eps: float = 1e-8, loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         for arg, val in (('p', p), ('q', q)):
             if check_positive(name, arg, val) < 1:
@@ -132,7 +137,6 @@ class KAAdaptationLoss(nn.Module):
         self.p, self.q = float(p), float(q)
         self.normalize = check_choice(name, 'normalize', normalize, ('position', 'sample'))
         self.eps = check_positive(name, 'eps', eps)
-        self.loss_weight = float(loss_weight)
 
     def setup(self, distiller) -> None:
         """Check that the teacher tap carries a matching stage-1 encoder (build time)."""

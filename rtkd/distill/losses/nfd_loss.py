@@ -1,15 +1,15 @@
 """Normalized feature distillation, NFD (Liu et al., 2022)."""
 from __future__ import annotations
 
-import torch.nn as nn
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_choice, check_positive, check_shapes
+from .base import BaseDistillLoss
 
 
 @MODELS.register_module()
-class NFDLoss(nn.Module):
+class NFDLoss(BaseDistillLoss):
     r"""Normalized feature distillation, "Normalized Feature Distillation for Semantic
     Segmentation" (Tao Liu, Xi Yang, Chenshu Chen, arXiv 2207.05256, 2022).
 
@@ -40,12 +40,11 @@ class NFDLoss(nn.Module):
 
     def __init__(self, norm_dims: str = 'spatial', reduction: str = 'mean', eps: float = 1e-5,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         self.norm_dims = check_choice(name, 'norm_dims', norm_dims, ('spatial', 'chw'))
         self.reduction = check_choice(name, 'reduction', reduction, ('mean', 'pixel'))
         self.eps = check_positive(name, 'eps', eps)
-        self.loss_weight = float(loss_weight)
 
     def _standardize(self, feat: Tensor) -> Tensor:
         dims = (2, 3) if self.norm_dims == 'spatial' else (1, 2, 3)

@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._utils import check_choice, check_shapes
+from .base import BaseDistillLoss
 
 
 def margin_from_bn(bn: nn.Module) -> Tensor:
@@ -43,7 +44,7 @@ def margin_from_bn(bn: nn.Module) -> Tensor:
 
 
 @MODELS.register_module()
-class OFDLoss(nn.Module):
+class OFDLoss(BaseDistillLoss):
     r"""Feature distillation of "A Comprehensive Overhaul of Feature Distillation" (Heo, Kim, Yun,
     Park, Kwak, Choi, ICCV 2019, arXiv 1904.01866).
 
@@ -82,7 +83,7 @@ class OFDLoss(nn.Module):
     def __init__(self, margin: Union[float, Sequence[float], Tensor, None] = None,
                  teacher_bn: Optional[str] = None, normalize: str = 'batch',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         if margin is not None and teacher_bn is not None:
             raise ValueError(f'{name}: pass either margin or teacher_bn, not both.')
@@ -91,7 +92,6 @@ class OFDLoss(nn.Module):
                              f"(e.g. 'backbone.layer4.1.bn2'), got {teacher_bn!r}.")
         self.teacher_bn = teacher_bn
         self.normalize = check_choice(name, 'normalize', normalize, ('batch', 'mean'))
-        self.loss_weight = float(loss_weight)
         self.register_buffer('margin', None, persistent=False)
         if margin is not None:
             self.set_margin(margin)

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_positive, check_shapes
+from .base import BaseDistillLoss
 
 
 @MODELS.register_module()
-class PairWiseKD(nn.Module):
+class PairWiseKD(BaseDistillLoss):
     r"""Pair-wise distillation of "Structured Knowledge Distillation for Semantic Segmentation"
     (Liu et al., CVPR 2019, arXiv 1903.04197).
 
@@ -41,14 +41,13 @@ class PairWiseKD(nn.Module):
 
     def __init__(self, scale: float = 0.5, detach_norm: bool = False,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         self.scale = check_positive(name, 'scale', scale)
         if self.scale > 1:
             raise ValueError(f'{name}: scale must be in (0, 1] (fraction of the map size), '
                              f'got {scale!r}.')
         self.detach_norm = bool(detach_norm)
-        self.loss_weight = float(loss_weight)
 
     def _pool(self, feat: Tensor) -> Tensor:
         h, w = feat.shape[-2:]

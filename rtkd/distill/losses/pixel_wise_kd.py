@@ -1,16 +1,16 @@
 """SKD pixel-wise distillation (Liu et al., CVPR 2019)."""
 from __future__ import annotations
 
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_choice, check_positive, check_shapes
+from .base import BaseDistillLoss
 
 
 @MODELS.register_module()
-class PixelWiseKD(nn.Module):
+class PixelWiseKD(BaseDistillLoss):
     r"""Pixel-wise distillation of "Structured Knowledge Distillation for Semantic Segmentation"
     (Liu, Chen, Liu, Qin, Luo, Wang, CVPR 2019, arXiv 1903.04197; TPAMI extension 2020).
 
@@ -43,12 +43,11 @@ class PixelWiseKD(nn.Module):
 
     def __init__(self, tau: float = 1.0, divergence: str = 'kl', reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         self.tau = check_positive(name, 'tau', tau)
         self.divergence = check_choice(name, 'divergence', divergence, ('kl', 'ce'))
         self.reduction = check_choice(name, 'reduction', reduction, ('mean', 'sum_batch'))
-        self.loss_weight = float(loss_weight)
 
     def forward(self, student: Tensor, teacher: Tensor, **extra) -> Tensor:
         """Compute the weighted pixel-wise loss.

@@ -4,16 +4,16 @@ from __future__ import annotations
 from typing import Sequence, Union
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from ._utils import check_choice, check_positive, check_shapes
+from .base import BaseDistillLoss
 
 
 @MODELS.register_module()
-class PKDLoss(nn.Module):
+class PKDLoss(BaseDistillLoss):
     r"""PKD, "PKD: General Distillation Framework for Object Detectors via Pearson Correlation
     Coefficient" (Weihan Cao, Yifan Zhang, Jianfei Gao, Anda Cheng, Ke Cheng, Jian Cheng,
     NeurIPS 2022, arXiv 2207.02039).
@@ -55,14 +55,13 @@ class PKDLoss(nn.Module):
 
     def __init__(self, loss_weight: float = 1.0, resize_stu: bool = True, stats: str = 'batch',
                  eps: float = 1e-6) -> None:
-        super().__init__()
+        super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         if not isinstance(resize_stu, bool):
             raise ValueError(f'{name}: resize_stu must be True or False, got {resize_stu!r}.')
         self.resize_stu = resize_stu
         self.stats = check_choice(name, 'stats', stats, ('batch', 'sample'))
         self.eps = check_positive(name, 'eps', eps)
-        self.loss_weight = float(loss_weight)
 
     def _standardize(self, feat: Tensor) -> Tensor:
         dims = (0, 2, 3) if self.stats == 'batch' else (2, 3)
