@@ -113,11 +113,39 @@ def export_onnx(model: nn.Module, shape: Sequence[int], out_file: str, opset: in
     exportable, _ = make_exportable(model)
     wrapper = TensorForward(exportable, resize_to_input=resize_to_input).eval()
     x = torch.randn(1, 3, int(shape[0]), int(shape[1]))
+    return export_module(wrapper, x, out_file, ['logits'], opset=opset, exporter=exporter)
+
+
+def export_module(module: nn.Module, x: torch.Tensor, out_file: str,
+                  output_names: Sequence[str], opset: int = 17, exporter: str = 'torchscript',
+                  dynamic_batch: bool = False) -> str:
+    """Export ``module(x)`` (one tensor in, a tensor or a tuple of tensors out) to ONNX.
+
+    The shared export step of :func:`export_onnx` and the teacher-cache ONNX backend
+    (:mod:`rtkd.distill.onnx_teacher`). Rewrite non-exportable modules first
+    (:func:`make_exportable`).
+
+    Args:
+        module (nn.Module): the module, in eval mode (CPU).
+        x (Tensor): example input; the graph has its shape (``H x W`` static).
+        out_file (str): ONNX file to write.
+        output_names (sequence[str]): one name per output.
+        opset (int): ONNX opset version.
+        exporter (str): ``'torchscript'`` (``dynamo=False``) or ``'dynamo'``.
+        dynamic_batch (bool): make axis 0 of the input and of every output dynamic.
+
+    Returns:
+        str: ``out_file``. Input name ``input``.
+    """
+    axes = None
+    if dynamic_batch:
+        axes = {n: {0: 'batch'} for n in ['input', *output_names]}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter('ignore')  # TorchScript-exporter deprecation and tracer warnings
         torch.onnx.export(
-            wrapper, (x, ), out_file, dynamo=(exporter == 'dynamo'), opset_version=opset,
-            input_names=['input'], output_names=['logits'], do_constant_folding=True)
+            module, (x, ), out_file, dynamo=(exporter == 'dynamo'), opset_version=opset,
+            input_names=['input'], output_names=list(output_names), dynamic_axes=axes,
+            do_constant_folding=True)
     import onnx
     onnx.checker.check_model(onnx.load(out_file))
     return out_file

@@ -124,6 +124,41 @@ def _teacher_inputs(model, batch: dict) -> dict:
     return model.data_preprocessor(batch, False)
 
 
+BACKENDS = ('torch', 'onnxruntime')
+
+
+def teacher_runner(model, backend: str = 'torch', onnx_tol: Optional[float] = None):
+    """``run(inputs, data_samples) -> {tap: Tensor}``: the teacher taps of a batch.
+
+    Args:
+        model (Distiller): the recipe's distiller with a live teacher.
+        backend (str): ``'torch'`` (``model._run_teacher``) or ``'onnxruntime'`` (the teacher
+            cut at its taps, exported to ONNX and run by ONNX Runtime's CPU provider, checked
+            against PyTorch on the first batch of every input shape; see
+            :mod:`rtkd.distill.onnx_teacher`).
+        onnx_tol (float | None): tolerance of that check (None: ``ONNX_TOL``).
+
+    Returns:
+        callable: the runner (an :class:`OnnxTeacherRunner` for onnxruntime).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f'teacher-cache backend must be one of {BACKENDS}, got {backend!r}.')
+    if backend == 'torch':
+        return model._run_teacher
+    from .onnx_teacher import ONNX_TOL, OnnxTeacherRunner, check_onnxruntime
+    check_onnxruntime()
+    return OnnxTeacherRunner(model, tol=ONNX_TOL if onnx_tol is None else onnx_tol)
+
+
+def _backend_fields(run, backend: str, old: Optional[dict]) -> dict:
+    """Manifest ``backend`` / ``backend_info``; a resumed build notes both backends."""
+    info = run.info() if hasattr(run, 'info') else dict(torch=torch.__version__)
+    if old is not None and old.get('backend', 'torch') != backend:
+        return dict(backend=f"{old.get('backend', 'torch')}+{backend}",
+                    backend_info=dict(info, resumed_from=old.get('backend_info')))
+    return dict(backend=backend, backend_info=info)
+
+
 def _probe_shapes(model, size) -> Dict[str, list]:
     """The teacher taps' sizes for a training batch of ``size`` (h, w) (zeros input)."""
     x = torch.zeros(1, 3, int(size[0]), int(size[1]))
@@ -133,7 +168,8 @@ def _probe_shapes(model, size) -> Dict[str, list]:
 
 def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), flip: bool = False,
                     topk: Optional[int] = None, batch_size: int = 4,
-                    overwrite: bool = False, dtype: str = 'float16') -> dict:
+                    overwrite: bool = False, dtype: str = 'float16', backend: str = 'torch',
+                    onnx_tol: Optional[float] = None) -> dict:
     """Run the teacher over the recipe's training images and store its taps (geometric mode).
 
     Every image is loaded with the training pipeline's loading transforms, resized by each of
@@ -151,6 +187,11 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
         batch_size (int): images per teacher forward (same-size images only).
         dtype (str): ``'float16'`` or ``'float32'``.
         overwrite (bool): replace a cache made by another recipe.
+        backend (str): engine of the teacher forward, ``'torch'`` or ``'onnxruntime'``
+            (see :func:`teacher_runner`); recorded in the manifest (``backend``,
+            ``backend_info``), not part of the cache's identity: a recipe reads the cache the
+            same way whichever engine built it.
+        onnx_tol (float | None): tolerance of the onnxruntime export check.
 
     Returns:
         dict: the manifest.
@@ -162,6 +203,7 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
     rank, world = _dist_info()
     check_pipeline_replayable(cfg.train_dataloader.dataset.get('pipeline', []))
     model = build_live_distiller(cfg)
+    run = teacher_runner(model, backend, onnx_tol)
     ds_cfg = _train_dataset_cfg(cfg)
     loading = [dict(t) for t in ds_cfg['pipeline'] if str(t.get('type', '')).startswith('Load')
                and t.get('type') != 'LoadAnnotations']
@@ -216,7 +258,7 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
                 return
             batch = pseudo_collate([p[1] for p in pending])
             data = _teacher_inputs(model, batch)
-            rec = model._run_teacher(data['inputs'], data['data_samples'])
+            rec = run(data['inputs'], data['data_samples'])
             if not taps_meta:
                 taps_meta.update(_tap_facts(rec, data['inputs']))
             for k, (path, _, meta) in enumerate(pending):
@@ -252,9 +294,12 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
             meta['text'] = identity['taps_text'][name]
             if size:
                 meta['probe'] = {f'{size[0]}x{size[1]}': probe[name]}
+        manifest.update(_backend_fields(run, backend, old))
         done = len([n for n in os.listdir(osp.join(out, 'entries')) if n.endswith('.npz')])
         _finish(out, manifest, taps_meta, done, 'entries', t0)
     _barrier()
+    if hasattr(run, 'close'):
+        run.close()
     return manifest
 
 
@@ -309,7 +354,8 @@ def training_stream(cfg: Config, work_dir: str):
 
 
 def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
-                overwrite: bool = False, dtype: str = 'float16') -> dict:
+                overwrite: bool = False, dtype: str = 'float16', backend: str = 'torch',
+                onnx_tol: Optional[float] = None) -> dict:
     """Store the teacher taps of the first ``iters`` training batches (exact mode).
 
     Args:
@@ -318,7 +364,9 @@ def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
         iters (int): number of training iterations to cover (>= the run's ``max_iters``).
         topk (int | None): see :func:`build_geometric`.
         overwrite (bool): replace a cache made by another recipe.
-        dtype (str): ``'float16'`` or ``'float32'`` (targets bit-equal to the live teacher).
+        dtype (str): ``'float16'`` or ``'float32'`` (targets bit-equal to the live teacher;
+            with ``backend='onnxruntime'``: equal to float rounding).
+        backend (str), onnx_tol (float | None): see :func:`build_geometric`.
 
     Returns:
         dict: the manifest.
@@ -326,6 +374,7 @@ def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
     from mmengine.utils import ProgressBar
     t0 = time.time()
     _, model, loader = training_stream(cfg, osp.join(out, '.runner'))
+    run = teacher_runner(model, backend, onnx_tol)
     stream = iter(loader)
     rank, world = _dist_info()
     identity = recipe_identity(cfg, model, 'exact', topk=topk, iters=iters, dtype=dtype)
@@ -352,7 +401,7 @@ def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
         with torch.no_grad():  # (an entry already on disk still gives the tap facts once)
             data = model.data_preprocessor(batch, True)
             inputs, samples = data['inputs'], data['data_samples']
-            rec = model._run_teacher(inputs, samples)
+            rec = run(inputs, samples)
             if not osp.isfile(path):
                 arrays = {'__fingerprint': input_fingerprint(inputs).numpy(),
                           '__img_path': np.array([str(s.metainfo.get('img_path', ''))
@@ -369,8 +418,11 @@ def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
     if rank == 0:
         done = sum(len([n for n in os.listdir(osp.join(out, 'exact', d)) if n.endswith('.npz')])
                    for d in os.listdir(osp.join(out, 'exact')))
+        manifest.update(_backend_fields(run, backend, old))
         _finish(out, manifest, taps_meta, done, 'iterations x ranks', t0)
     _barrier()
+    if hasattr(run, 'close'):
+        run.close()
     return manifest
 
 
@@ -389,7 +441,6 @@ def _valid_mask(samples, batch_hw, map_hw) -> Tensor:
         ih, iw = s.metainfo['img_shape'][:2]
         mask[i, :max(1, int(ih * h // batch_hw[0])), :max(1, int(iw * w // batch_hw[1]))] = True
     return mask
-
 
 
 def check_cache(cfg: Config, folder: str, batches: int = 4) -> Dict[str, dict]:
@@ -457,4 +508,4 @@ def check_cache(cfg: Config, folder: str, batches: int = 4) -> Dict[str, dict]:
 
 
 __all__ = ['build_geometric', 'build_exact', 'check_cache', 'recipe_identity', 'live_recipe',
-           'build_live_distiller']
+           'build_live_distiller', 'teacher_runner', 'BACKENDS']

@@ -7,11 +7,15 @@ Build once, then train with ``teacher=dict(..., cache=dict(dir=DIR))`` in the re
     python tools/distill/cache_teacher.py RECIPE --out DIR --exact --iters N     # exact mode
     torchrun --nproc_per_node=2 tools/distill/cache_teacher.py RECIPE --out DIR --launcher pytorch
     python tools/distill/cache_teacher.py --check RECIPE DIR --batches K         # vs a live teacher
+    python tools/distill/cache_teacher.py RECIPE --out DIR --backend onnxruntime  # teacher in ORT
 
 Geometric mode (default) stores the teacher taps of every training image at each scale (and
 mirrored with ``--flip``); the distiller replays each sample's resize, crop and flip on them.
 Exact mode stores the taps of exactly the first N training batches of the recipe's seeded stream
-(to fp16 precision the live teacher's). An interrupted build resumes where it stopped. See
+(to fp16 precision the live teacher's). An interrupted build resumes where it stopped.
+``--backend onnxruntime`` runs the teacher, cut at its taps, exported to ONNX in ONNX Runtime
+(CPU); the export is checked against PyTorch on the first batch of every input size and the
+build stops if they differ by more than ``--onnx-tol``. See
 ``rtkd/distill/teacher_cache.py`` and the README ("Teacher-output cache").
 """
 from __future__ import annotations
@@ -45,6 +49,18 @@ def parse_args():
         default='float16',
         help='storage precision (float32: targets bit-equal to the live teacher)')
     p.add_argument('--exact', action='store_true', help='exact mode (by training iteration)')
+    p.add_argument(
+        '--backend',
+        choices=['torch', 'onnxruntime'],
+        default='torch',
+        help='engine of the teacher forward (onnxruntime: ONNX export run on the CPU provider, '
+        'checked against PyTorch first)')
+    p.add_argument(
+        '--onnx-tol',
+        type=float,
+        default=None,
+        help='onnxruntime: largest accepted |onnx - torch| relative to max(1, max |torch|) '
+        '(default 1e-3)')
     p.add_argument(
         '--iters',
         type=int,
@@ -83,6 +99,10 @@ def main() -> int:
             if not args.dir:
                 sys.exit('--check needs the cache folder: --check RECIPE DIR')
             res = cb.check_cache(cfg, args.dir, args.batches)
+            from rtkd.distill.teacher_cache import read_manifest
+            m = read_manifest(args.dir)
+            print(f"cache {os.path.abspath(args.dir)} ({m.get('mode')} mode, built with the "
+                  f"{m.get('backend', 'torch')} backend) vs the live PyTorch teacher:")
             from tabulate import tabulate
             rows = [
                 (n, f"{r['argmax_agreement']:.2f}", f"{r['argmax_agreement_all']:.2f}",
@@ -103,7 +123,14 @@ def main() -> int:
         if args.exact:
             iters = args.iters or int(cfg.train_cfg.max_iters)
             cb.build_exact(
-                cfg, args.out, iters, topk=args.topk, overwrite=args.overwrite, dtype=args.dtype)
+                cfg,
+                args.out,
+                iters,
+                topk=args.topk,
+                overwrite=args.overwrite,
+                dtype=args.dtype,
+                backend=args.backend,
+                onnx_tol=args.onnx_tol)
         else:
             cb.build_geometric(
                 cfg,
@@ -113,7 +140,9 @@ def main() -> int:
                 topk=args.topk,
                 batch_size=args.batch_size,
                 overwrite=args.overwrite,
-                dtype=args.dtype)
+                dtype=args.dtype,
+                backend=args.backend,
+                onnx_tol=args.onnx_tol)
     except TeacherCacheError as e:
         sys.exit(f'cache_teacher: {e}')
     return 0
