@@ -6,6 +6,12 @@ keys are those of the plain student, so the student's own config loads them
 (``mim test mmseg <student config> --checkpoint <work_dir>/student_latest.pth``).
 
 Config: ``custom_hooks = [dict(type='StudentCheckpointHook', interval=1000)]``.
+
+``RecipeSettingsHook``: at the start of training, log which optimizer, schedule, train loop and
+train data a distillation recipe uses and whether they equal the student config's own
+(:mod:`rtkd.distill.recipe_checks`). The project's runtime base enables it for every config
+(``default_hooks = dict(recipe_settings=dict(type='RecipeSettingsHook'))``: a default hook, so
+``mim train`` runs it too and recipes that replace ``custom_hooks`` keep it).
 """
 from __future__ import annotations
 
@@ -95,3 +101,33 @@ class StudentCheckpointHook(Hook):
         """Save ``student_latest.pth`` at the end of training."""
         if self.save_latest:
             self._save(runner, ['student_latest.pth'])
+
+
+@HOOKS.register_module()
+class RecipeSettingsHook(Hook):
+    """Log, before the first iteration, the training settings a distillation recipe really uses.
+
+    A recipe that swaps only ``model.student`` keeps the optimizer, schedule and data settings
+    of its ``_base_`` (the previous student's). This hook compares the run's settings with those
+    of the config named by ``model.student`` (:func:`rtkd.distill.recipe_checks.
+    compare_recipe_settings`) and logs one INFO line when they agree, one WARNING that names
+    every differing key with both values and how to take the student's settings when they do
+    not. Configs that are not ``Distiller`` recipes with a student config file are left alone.
+
+    Args:
+        enabled (bool): False turns the check off (``--cfg-options
+            default_hooks.recipe_settings.enabled=False``).
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.report = None
+
+    def before_train(self, runner) -> None:
+        """Compare and log (see the class docstring)."""
+        if not self.enabled:
+            return
+        from .recipe_checks import log_recipe_settings
+        self.report = log_recipe_settings(runner.cfg, runner.logger)
