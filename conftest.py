@@ -32,6 +32,7 @@ INTEGRATION_FILES = frozenset({
     'test_recipe_fidelity.py',  # recipes stepped through the Runner
     'test_tools_class_weights.py',  # the class-weights tool over tiny datasets
     'test_tools_stats_onnx.py',  # model-stats and ONNX-export tools end to end
+    'test_equivalence.py',  # DDP (torchrun) vs 1 process, resume vs uninterrupted
 })
 
 #: test-function name patterns (fnmatch, parameters stripped) of integration tests in files that
