@@ -7,7 +7,7 @@
 #   python tools/train.py configs/baselines/bisenetv2_1xb8-ft4k_camvid-240x320.py \
 #       --work-dir ../shared/runs/teacher_ft4k [--resume]
 _base_ = ['./bisenetv2_1800_camvid-240x320.py']
-load_from = '../shared/teachers/bisenetv2_camvid-240x320_ft3000.pth'
+load_from = '{{$RTKD_TEACHERS:../shared/teachers}}/bisenetv2_camvid-240x320_ft3000.pth'
 max_iters = 4000
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),

@@ -8,7 +8,8 @@
 # batch size. (The official warm-up steps once per epoch: min(epoch / 20, 1), epochs from 1.)
 # Run from the repo root: mim train mmpretrain configs/distill/cls/dkd/<this file>
 # `mim test mmpretrain <this file> --checkpoint <work_dir>/epoch_200.pth`: the student's top-1.
-_base_ = ['mmpretrain::resnet/resnet18_8xb16_cifar10.py']
+_base_ = ['mmpretrain::resnet/resnet18_8xb16_cifar10.py',
+          '../../../_base_/distill_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
@@ -24,7 +25,5 @@ model = dict(
     # the base's top-level data_preprocessor has no 'type'; the student's (built from its
     # config, normalisation included) is used instead
     data_preprocessor=None)
-model_wrapper_cfg = dict(type='DistillerDataParallel')
-custom_hooks = [dict(type='StudentCheckpointHook')]
 # stop on a non-finite loss (task or distillation) before that iteration's checkpoint
 default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

@@ -1,7 +1,8 @@
 # Hinton KD (T = 4, weight 1) on the logits, ResNet-34 -> ResNet-18 on ImageNet-1k with the
 # student's own mmpretrain recipe (8 x 32 images, 100 epochs).
 # Run from the repo root: mim train mmpretrain configs/distill/cls/kd/<this file>
-_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py']
+_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py',
+          '../../../_base_/distill_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
@@ -14,7 +15,5 @@ model = dict(
     losses=dict(loss_kd=dict(type='HintonKD', tau=4.0, loss_weight=1.0, student='s_logits',
                              teacher='t_logits')),
     data_preprocessor=None)
-model_wrapper_cfg = dict(type='DistillerDataParallel')
-custom_hooks = [dict(type='StudentCheckpointHook')]
 # stop on a non-finite loss (task or distillation) before that iteration's checkpoint
 default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

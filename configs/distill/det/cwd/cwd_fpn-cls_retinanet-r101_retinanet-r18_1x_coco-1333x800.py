@@ -3,7 +3,8 @@
 # bbox_head[0][i]). mmdet's 'tensor' mode calls bbox_head.forward directly (no hooks fire), so
 # the teacher runs in 'predict' mode; it is cut short once its taps fired (no NMS).
 # Run from the repo root: mim train mmdet configs/distill/det/cwd/<this file>
-_base_ = ['mmdet::retinanet/retinanet_r18_fpn_1x_coco.py']
+_base_ = ['mmdet::retinanet/retinanet_r18_fpn_1x_coco.py',
+          '../../../_base_/distill_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
@@ -22,7 +23,5 @@ model = dict(
             **{f'loss_cwd_cls{i}': dict(type='ChannelWiseKD', tau=1.0, loss_weight=5.0,
                                         student=f's_cls{i}', teacher=f't_cls{i}')
                for i in range(5)}})
-model_wrapper_cfg = dict(type='DistillerDataParallel')
-custom_hooks = [dict(type='StudentCheckpointHook')]
 # stop on a non-finite loss (task or distillation) before that iteration's checkpoint
 default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

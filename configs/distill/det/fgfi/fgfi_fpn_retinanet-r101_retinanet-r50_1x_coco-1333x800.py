@@ -4,7 +4,8 @@
 # (inside the loss, shared by the 5 levels). Loss weight 0.01 (the paper's lambda).
 # Run from the repo root: mim train mmdet configs/distill/det/fgfi/<this file>
 # The teacher checkpoint is downloaded from OpenMMLab on first use (or set a local path).
-_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py']
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+          '../../../_base_/distill_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
@@ -16,7 +17,5 @@ model = dict(
     taps=dict(s_fpn='student:neck', t_fpn='teacher:neck'),  # tuples of the 5 FPN levels
     losses=dict(loss_fgfi=dict(type='FGFILoss', psi=0.5, in_channels=256, out_channels=256,
                                loss_weight=0.01, student='s_fpn', teacher='t_fpn')))
-model_wrapper_cfg = dict(type='DistillerDataParallel')
-custom_hooks = [dict(type='StudentCheckpointHook')]  # student_latest.pth at the end
 # stop on a non-finite loss (task or distillation) before that iteration's checkpoint
 default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

@@ -2,7 +2,8 @@
 # (rpn_head.prior_generator, 5 FPN levels, found automatically) and the GT boxes; psi 0.5;
 # 3x3 conv + ReLU adaptation layer shared by the levels; loss weight 0.01 (the paper's lambda).
 # Run from the repo root: mim train mmdet configs/distill/det/fgfi/<this file>
-_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py']
+_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+          '../../../_base_/distill_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
@@ -15,7 +16,5 @@ model = dict(
     losses=dict(loss_fgfi=dict(type='FGFILoss', psi=0.5, in_channels=256, out_channels=256,
                                prior_source='rpn_head.prior_generator', loss_weight=0.01,
                                student='s_fpn', teacher='t_fpn')))
-model_wrapper_cfg = dict(type='DistillerDataParallel')
-custom_hooks = [dict(type='StudentCheckpointHook')]
 # stop on a non-finite loss (task or distillation) before that iteration's checkpoint
 default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

@@ -4,7 +4,8 @@
 # rcnn_r50_2x_coco.py, 40.3 mAP vs 38.4 for the student alone): levels P2-P5 (neck outputs
 # 0-3, not P6), weight 6 each, 2x schedule, the 2x-trained R101 teacher (39.8 mAP).
 # Run from the repo root: mim train mmdet configs/distill/det/pkd/<this file>
-_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_2x_coco.py']
+_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_2x_coco.py',
+          '../../../_base_/distill_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
@@ -18,7 +19,5 @@ model = dict(
           **{f't_p{i}': f'teacher:neck[{i}]' for i in range(4)}},
     losses={f'loss_pkd_p{i}': dict(type='PKDLoss', loss_weight=6.0, student=f's_p{i}',
                                    teacher=f't_p{i}') for i in range(4)})
-model_wrapper_cfg = dict(type='DistillerDataParallel')
-custom_hooks = [dict(type='StudentCheckpointHook')]
 # stop on a non-finite loss (task or distillation) before that iteration's checkpoint
 default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

@@ -21,11 +21,12 @@
 # our mean at 8x128x30x40 elements), the shallow classifier reads the 32-ch feature, not the
 # connector's output; 2 shallow heads (the sections of Fast-SCNN) instead of 3. alpha, T from the
 # code's defaults; lambda chosen for the mean form, not tuned.
-_base_ = ['../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py']
+_base_ = ['../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
+          '../../../_base_/distill_runtime.py']
 model = dict(
     _delete_=True,
     type='Distiller',
-    student='configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
+    student={{_base_.model}},  # the student config of _base_
     taps=dict(
         t_logits='student:decode_head.conv_seg', t_feat='student:decode_head.convs',
         s_logits0='student:auxiliary_head.0.conv_seg', s_feat0='student:auxiliary_head.0.convs',
@@ -42,5 +43,4 @@ model = dict(
                       student='s_logits1', teacher='t_logits'),
         loss_hint0=dict(type='FitNetsLoss', loss_weight=1.0, student='s_feat0', teacher='t_feat'),
         loss_hint1=dict(type='FitNetsLoss', loss_weight=1.0, student='s_feat1', teacher='t_feat')))
-model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook', interval=400)]

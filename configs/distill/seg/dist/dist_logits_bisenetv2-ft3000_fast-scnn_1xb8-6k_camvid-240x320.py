@@ -7,7 +7,8 @@
 # official 0.4 x DIST on the auxiliary head is left out (the teacher's aux heads do not match
 # the student's).
 _base_ = ['../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
-          '../../../_base_/teachers/bisenetv2-ft3000_camvid-240x320.py']
+          '../../../_base_/teachers/bisenetv2-ft3000_camvid-240x320.py',
+          '../../../_base_/distill_runtime.py']
 model = dict(
     _delete_=True,
     type='Distiller',
@@ -16,5 +17,4 @@ model = dict(
     taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg'),
     losses=dict(loss_dist=dict(type='DISTLoss', tau=1.0, beta=1.0, gamma=1.0, loss_weight=1.0,
                                student='s_logits', teacher='t_logits')))
-model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook', interval=400)]

@@ -9,7 +9,8 @@
 # student; tools/model_converters/extract_student.py iter_N.pth t.pth --member teacher exports
 # the trained teacher.
 _base_ = ['../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
-          '../../../_base_/teachers/bisenetv2-ft3000_camvid-240x320.py']
+          '../../../_base_/teachers/bisenetv2-ft3000_camvid-240x320.py',
+          '../../../_base_/distill_runtime.py']
 model = dict(
     _delete_=True,
     type='CohortDistiller',
@@ -27,5 +28,4 @@ optim_wrapper = dict(
     student={{_base_.optim_wrapper}},
     teacher=dict(type='OptimWrapper',
                  optimizer=dict(type='SGD', lr=0.005, momentum=0.9, weight_decay=5e-4)))
-model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook', interval=400)]

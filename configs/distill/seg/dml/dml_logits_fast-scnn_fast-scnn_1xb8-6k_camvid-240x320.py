@@ -5,7 +5,8 @@
 # (other member detached; the paper's T = 1, per-pixel KL averaged over pixels by HintonKD).
 # Validation / `mim test` measure member `a` (--cfg-options model.eval_member=b for the other);
 # export one member: tools/model_converters/extract_student.py iter_N.pth a.pth --member a.
-_base_ = ['../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py']
+_base_ = ['../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
+          '../../../_base_/distill_runtime.py']
 model = dict(
     _delete_=True,
     type='CohortDistiller',
@@ -20,5 +21,4 @@ optim_wrapper = dict(  # one optimizer per member (the baseline's own), saved an
     constructor='CohortOptimWrapperConstructor',
     a={{_base_.optim_wrapper}},
     b={{_base_.optim_wrapper}})
-model_wrapper_cfg = dict(type='DistillerDataParallel')  # DDP runs the cohort's own train_step
 custom_hooks = [dict(type='StudentCheckpointHook', interval=400)]  # eval member a only

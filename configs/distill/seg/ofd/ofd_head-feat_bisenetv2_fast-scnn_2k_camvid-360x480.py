@@ -4,17 +4,17 @@
 # Fast-SCNN classifier DSConv, 128 ch) through a 1x1 conv + BN connector, partial L2.
 # Official normalisation: sum / batch size, x 1e-5 for segmentation (loss_weight).
 # The student's BN-tapped feature is cloned by the tap, so its in-place ReLU does not change it.
-_base_ = ['../../../fast_scnn/fast-scnn_2k_camvid-360x480.py']
+_base_ = ['../../../fast_scnn/fast-scnn_2k_camvid-360x480.py',
+          '../../../_base_/teachers/bisenetv2_camvid-240x320.py',
+          '../../../_base_/distill_runtime.py']
 model = dict(
     _delete_=True,
     type='Distiller',
-    student='configs/fast_scnn/fast-scnn_2k_camvid-360x480.py',
-    teacher=dict(config='../shared/teachers/bisenetv2_camvid-240x320_infer.py',
-                 checkpoint='../shared/teachers/bisenetv2_camvid-240x320.pth'),
+    student={{_base_.model}},  # the student config of _base_
+    teacher={{_base_.teacher}},
     taps=dict(s_feat='student:decode_head.convs.1.pointwise_conv.bn',
               t_feat='teacher:decode_head.convs.0.bn'),
     connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=128, out_channels=1024)),
     losses=dict(loss_ofd=dict(type='OFDLoss', teacher_bn='decode_head.convs.0.bn',
                               loss_weight=1e-5, student='s_feat', teacher='t_feat')))
-model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook', interval=500)]

@@ -10,13 +10,14 @@
 # training-time dropout of the student is not distilled; the teacher runs in eval mode.
 # Deviation: the critic is rtkd's ScoreMapCritic, not the official SAGAN-style net (HolisticKD).
 # BiSeNetV2 (shared CamVid teacher) -> the project's Fast-SCNN, CamVid 360x480, 2k iterations.
-_base_ = ['../../../fast_scnn/fast-scnn_2k_camvid-360x480.py']
+_base_ = ['../../../fast_scnn/fast-scnn_2k_camvid-360x480.py',
+          '../../../_base_/teachers/bisenetv2_camvid-240x320.py',
+          '../../../_base_/distill_runtime.py']
 model = dict(
     _delete_=True,
     type='Distiller',
     student='configs/fast_scnn/fast-scnn_2k_camvid-360x480.py',
-    teacher=dict(config='../shared/teachers/bisenetv2_camvid-240x320_infer.py',
-                 checkpoint='../shared/teachers/bisenetv2_camvid-240x320.pth'),
+    teacher={{_base_.teacher}},
     taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
               s_feat='student:decode_head.dropout#in', t_feat='teacher:decode_head.conv_seg#in'),
     losses=dict(
@@ -35,5 +36,4 @@ optim_wrapper = dict(
                        optimizer=dict(type='SGD', lr=4e-4, momentum=0.9, weight_decay=5e-4)))
 param_scheduler = dict(_delete_=True, student={{_base_.param_scheduler}},
                        discriminator=[dict(type='ConstantLR', factor=1.0, by_epoch=False)])
-model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook', interval=500)]

@@ -3,11 +3,12 @@
 # Teacher: mmseg PSPNet-R101-D8, Cityscapes val 79.76 mIoU (weights downloaded from OpenMMLab).
 # Student: the project's Fast-SCNN (paper recipe: batch 12, 248k iterations); its own data and schedule (inherited below).
 # Both logits are 1/8 of the crop (64 x 128). Run from the repo root.
-_base_ = ['../../../fast_scnn/fast-scnn_248k_cityscapes-512x1024.py']
+_base_ = ['../../../fast_scnn/fast-scnn_248k_cityscapes-512x1024.py',
+          '../../../_base_/distill_runtime.py']
 model = dict(
     _delete_=True,
     type='Distiller',
-    student='configs/fast_scnn/fast-scnn_248k_cityscapes-512x1024.py',
+    student={{_base_.model}},  # the student config of _base_
     teacher=dict(config='mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py',
                  checkpoint='https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/pspnet_r101-'
                             'd8_512x1024_80k_cityscapes/pspnet_r101-d8_512x1024_80k_cityscapes_20200606_112211-e1e1100f.pth'),
@@ -27,5 +28,4 @@ optim_wrapper = dict(
     student=_student_optim_,
     discriminator=dict(type='OptimWrapper',
                        optimizer=dict(type='Adam', lr=1e-4, betas=(0.5, 0.9))))
-model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook', interval=8000)]

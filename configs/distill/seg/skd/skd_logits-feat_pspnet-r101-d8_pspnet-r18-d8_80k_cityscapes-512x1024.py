@@ -3,7 +3,8 @@
 # Teacher: mmseg PSPNet-R101-D8, Cityscapes val 79.76 mIoU (weights downloaded from OpenMMLab).
 # Student: mmseg PSPNet-R18-D8 (74.87 mIoU alone; 4 GPUs x 2 images, SyncBN, 80k iterations); its own data and schedule (inherited below).
 # Both logits are 1/8 of the crop (64 x 128). Run from the repo root.
-_base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py']
+_base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+          '../../../_base_/distill_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
@@ -28,7 +29,6 @@ optim_wrapper = dict(
     student=_student_optim_,
     discriminator=dict(type='OptimWrapper',
                        optimizer=dict(type='Adam', lr=1e-4, betas=(0.5, 0.9))))
-model_wrapper_cfg = dict(type='DistillerDataParallel')
 custom_hooks = [dict(type='StudentCheckpointHook', interval=8000)]
 # stop on a non-finite loss (task or distillation) before that iteration's checkpoint
 default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))
