@@ -473,9 +473,12 @@ def main(argv=None) -> int:
     work = args.work_dir or tempfile.mkdtemp(prefix='ddp_equiv_')
     data_root = args.data_root
     if data_root is None:
-        sys.path.insert(0, osp.join(ROOT, 'tests'))
-        from helpers import make_tiny_camvid
-        data_root = make_tiny_camvid(osp.join(work, 'camvid'), n_train=8)
+        import importlib.util  # the tests' tiny-CamVid maker, loaded by path (no sys.path edit)
+        spec = importlib.util.spec_from_file_location('rtkd_test_helpers',
+                                                      osp.join(ROOT, 'tests', 'helpers.py'))
+        helpers = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(helpers)
+        data_root = helpers.make_tiny_camvid(osp.join(work, 'camvid'), n_train=8)
     teacher = save_teacher(osp.join(work, 'teacher'))
     dirs = {}
     for name, batch, runner in (('single', 8, run_single), ('ddp', 4, run_ddp)):
