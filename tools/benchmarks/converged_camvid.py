@@ -9,7 +9,7 @@ training) reads mmengine's ``scalars.json`` (val mIoU every ``val_interval``) an
 JSON, and writes ``converged.md`` / ``converged.csv`` (per seed and mean +- std) and
 ``curves.png`` (val mIoU against iterations, every seed thin, the mean thick)::
 
-    python tools/benchmarks/converged_camvid.py --work-dir ../shared/runs/converged --seeds 0 1 2 \\
+    python tools/benchmarks/converged_camvid.py --work-dir work_dirs/converged --seeds 0 1 2 \\
         --run fast-scnn_6k=configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py \\
         --run cwd_6k=configs/distill/seg/cwd/\
 cwd_logits_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320_geo-cache.py
