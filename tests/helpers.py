@@ -68,3 +68,27 @@ def tiny_data_options(data_root: str, batch_size: int = 2) -> dict:
         opts[f'{key}.persistent_workers'] = False
     opts['train_dataloader.batch_size'] = batch_size
     return opts
+
+
+def write_teacher(root: str, model: dict, scope: str = 'mmseg') -> tuple:
+    """Build a (randomly initialised) teacher and save its config and checkpoint under ``root``.
+
+    Args:
+        root (str): an existing folder.
+        model (dict): the teacher's model config.
+        scope (str): its registry scope.
+
+    Returns:
+        tuple[str, str]: the config path and the checkpoint path, as a recipe's ``teacher=dict(
+        config=..., checkpoint=...)`` takes them.
+    """
+    import torch
+    from mmengine.registry import MODELS, DefaultScope
+    cfg_path = osp.join(root, 'teacher.py')
+    with open(cfg_path, 'w') as f:
+        f.write(f"default_scope = {scope!r}\nmodel = {model!r}\n")
+    with DefaultScope.overwrite_default_scope(scope):
+        teacher = MODELS.build(model)
+    ckpt = osp.join(root, 'teacher.pth')
+    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
+    return cfg_path, ckpt

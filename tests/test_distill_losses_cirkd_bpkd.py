@@ -23,7 +23,7 @@ from mmseg.structures import SegDataSample
 import rtkd  # noqa: F401
 from rtkd.distill.losses import BPKDLoss, CIRKDLoss
 from rtkd.distill.losses.bpkd_loss import edge_body_masks
-from helpers import tiny_data_options
+from helpers import tiny_data_options, write_teacher
 from test_distill_losses import _tiny_seg_model, assert_no_teacher_grad, np_softmax, rand
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -440,15 +440,8 @@ def test_bpkd_images_without_body_or_edges_and_errors():
 
 # ------------------------------------------------------------------ inside the real Distiller
 def test_cirkd_and_bpkd_inside_the_distiller(tmp_path):
-    from mmengine.registry import DefaultScope
     torch.manual_seed(0)
-    cfg_path = str(tmp_path / 'teacher.py')
-    with open(cfg_path, 'w') as f:
-        f.write(f"default_scope = 'mmseg'\nmodel = {_tiny_seg_model(8)!r}\n")
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        teacher = MODELS.build(_tiny_seg_model(8))
-    ckpt = str(tmp_path / 'teacher.pth')
-    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
+    cfg_path, ckpt = write_teacher(str(tmp_path), _tiny_seg_model(8))
     model = MODELS.build(dict(
         type='Distiller',
         student=dict(model=_tiny_seg_model(4), scope='mmseg'),

@@ -22,7 +22,7 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 import rtkd  # noqa: F401
-from helpers import tiny_data_options
+from helpers import tiny_data_options, write_teacher
 from rtkd.distill.losses import DISTLoss, DKDLoss, HintonKD, PKDLoss
 from test_distill_losses import _tiny_seg_model, assert_no_teacher_grad, rand
 
@@ -376,13 +376,7 @@ def _seg_samples(n=2, h=32, w=48):
 def test_dist_and_pkd_inside_the_distiller(tmp_path):
     """DIST on the logits and PKD on a feature map (after a connector) of tiny mmseg models."""
     torch.manual_seed(0)
-    cfg_path = str(tmp_path / 'teacher.py')
-    with open(cfg_path, 'w') as f:
-        f.write(f"default_scope = 'mmseg'\nmodel = {_tiny_seg_model(8)!r}\n")
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        teacher = MODELS.build(_tiny_seg_model(8))
-    ckpt = str(tmp_path / 'teacher.pth')
-    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
+    cfg_path, ckpt = write_teacher(str(tmp_path), _tiny_seg_model(8))
     model = MODELS.build(dict(
         type='Distiller',
         student=dict(model=_tiny_seg_model(4), scope='mmseg'),
