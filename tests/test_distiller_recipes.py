@@ -74,6 +74,7 @@ def test_camvid_cwd_recipe_trains_a_step():
 TEACHER_BASES = {
     'bisenetv2_camvid-240x320.py': 'bisenetv2_camvid-240x320.pth',
     'bisenetv2-ft3000_camvid-240x320.py': 'bisenetv2_camvid-240x320_ft3000.pth',
+    'bisenetv2-ft7000_camvid-240x320.py': 'bisenetv2_camvid-240x320_ft7000.pth',
 }
 ALL_RECIPES = sorted(glob.glob(osp.join(ROOT, 'configs', 'distill', '**', '*.py'), recursive=True))
 CAMVID_RECIPES = [p for p in ALL_RECIPES if 'camvid' in osp.basename(p)]
