@@ -346,6 +346,47 @@ def test_freeze_student(teacher_files):
         make_distiller(teacher_files, freeze_student=dict(modules=['bakbone'], iters=1))
 
 
+def test_connector_only_warmup_keeps_student_weights_and_updates_its_bn(teacher_files):
+    """OFD's official first epoch: ``modules=['']`` freezes the whole student, only the
+    connectors learn; ``norm_eval=False`` keeps the student in train mode, so its BN statistics
+    still move, as they do in the official code."""
+    model = make_distiller(
+        teacher_files, freeze_student=dict(modules=[''], iters=1, norm_eval=False),
+        connectors=dict(s_logits=dict(type='ConvBNConnector', in_channels=11, out_channels=11)))
+    ow = sgd(model, lr=0.1)
+    params = {k: v.detach().clone() for k, v in model.student.named_parameters()}
+    stats = {k: v.clone() for k, v in model.student.named_buffers() if 'running_mean' in k}
+    conn = model.connectors['s_logits'][0].conv.weight.detach().clone()
+    model.train()
+    model.train_step(batch(), ow)
+    for k, v in model.student.named_parameters():
+        assert torch.equal(v, params[k]), k
+    assert all(m.training for m in model.student.modules())
+    moved = [k for k, v in model.student.named_buffers() if k in stats and not torch.equal(v, stats[k])]
+    assert moved, 'BN statistics must keep updating with norm_eval=False'
+    assert not torch.equal(conn, model.connectors['s_logits'][0].conv.weight)
+    model.train_step(batch(seed=1), ow)
+    assert not torch.equal(params['decode_head.conv_seg.weight'],
+                           model.student.decode_head.conv_seg.weight)
+    with pytest.raises(ValueError, match='norm_eval=True'):
+        make_distiller(teacher_files, freeze_student=dict(modules=[''], iters=1, norm_evl=False))
+
+
+def test_conv_bn_connector_ofd_init():
+    """``init='kaiming_fan_out'``: normal, std sqrt(2 / (k*k*out)) as the official OFD code;
+    the default stays PyTorch's (a visibly different spread)."""
+    torch.manual_seed(0)
+    ofd = MODELS.build(dict(type='ConvBNConnector', in_channels=64, out_channels=256,
+                            init='kaiming_fan_out'))
+    default = MODELS.build(dict(type='ConvBNConnector', in_channels=64, out_channels=256))
+    want = (2.0 / 256) ** 0.5
+    assert abs(float(ofd.conv.weight.std()) - want) < 0.03 * want
+    assert abs(float(default.conv.weight.std()) - want) > 0.1 * want
+    assert torch.equal(ofd.bn.weight, torch.ones(256)) and torch.equal(ofd.bn.bias, torch.zeros(256))
+    with pytest.raises(ValueError, match="init must be one of"):
+        MODELS.build(dict(type='ConvBNConnector', in_channels=4, out_channels=8, init='xavier'))
+
+
 def test_non_finite_losses_are_left_to_the_hook(teacher_files, monkeypatch):
     """No finiteness check (device sync) per loss in the distiller; NonFiniteLossHook, which
     checks every logged loss once per step, names the distillation loss."""

@@ -71,7 +71,8 @@ def test_the_check_catches_mmseg_default(tmp_path):
 
 @pytest.mark.parametrize('name', [
     'skd/skd_logits-feat_bisenetv2_fast-scnn_2k_camvid-360x480.py',
-    'skd/skd_logits-feat_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py'])
+    'skd/skd_logits-feat_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py',
+    'skd/skd_logits-feat_bisenetv2-ft7000_fast-scnn_1xb8-6k_camvid-240x320.py'])
 def test_camvid_skd_recipes_use_the_official_settings(name):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/distill/seg', name))
     m = cfg.model
@@ -84,6 +85,44 @@ def test_camvid_skd_recipes_use_the_official_settings(name):
     # one schedule per optimizer: the student's poly decay does not reach the critic
     assert set(cfg.param_scheduler) == {'student', 'discriminator'}
     assert [(s.type, s.factor) for s in cfg.param_scheduler.discriminator] == [('ConstantLR', 1.0)]
+
+
+OFD_RECIPES = sorted(glob.glob(osp.join(ROOT, 'configs', 'distill', 'seg', 'ofd', '*.py')))
+
+
+@pytest.mark.parametrize('path', OFD_RECIPES, ids=osp.basename)
+def test_ofd_recipes_use_the_official_segmentation_settings(path):
+    """clovaai/overhaul-distillation, Segmentation/: sum / batch x 1e-5 with the decoder
+    feature's divider 16, connectors normal(0, sqrt(2/out)) at 10x lr, and a first epoch that
+    steps only the connectors (the student in train mode)."""
+    cfg = Config.fromfile(path)
+    m = cfg.model
+    assert m.losses.loss_ofd.loss_weight == pytest.approx(1e-5 / 16)
+    assert m.losses.loss_ofd.get('normalize', 'batch') == 'batch'
+    assert m.connectors.s_feat.init == 'kaiming_fan_out'
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys.connectors.lr_mult == 10.0
+    fs = m.freeze_student
+    assert fs.modules == [''] and fs.norm_eval is False
+    per_gpu = cfg.train_dataloader.batch_size
+    images = {'camvid': 367, 'cityscapes': 2975}['camvid' if 'camvid' in path else 'cityscapes']
+    gpus = 4 if 'pspnet-r18' in path else 1  # the PSPNet-R18 student's recipe is 4 x 2 images
+    assert fs.iters == -(-images // (per_gpu * gpus)), (fs.iters, per_gpu, gpus)  # one epoch
+
+
+@pytest.mark.skipif(not osp.isfile(TEACHER), reason='shared CamVid teacher not available')
+def test_ofd_connectors_get_ten_times_the_student_lr():
+    """The paramwise key reaches the connector parameters of the built distiller."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS, DefaultScope
+    cfg = Config.fromfile(osp.join(
+        ROOT, 'configs/distill/seg/ofd/ofd_head-feat_bisenetv2_fast-scnn_2k_camvid-360x480.py'))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(cfg.model)
+        ow = build_optim_wrapper(model, cfg.optim_wrapper)
+    conn = {id(p) for p in model.connectors.parameters()}
+    lrs = {('conn' if id(p) in conn else 'other'): g['lr']
+           for g in ow.optimizer.param_groups for p in g['params']}
+    assert lrs == {'conn': pytest.approx(0.45), 'other': pytest.approx(0.045)}
 
 
 @pytest.mark.skipif(not osp.isfile(TEACHER), reason='shared CamVid teacher not available')

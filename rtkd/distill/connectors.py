@@ -49,14 +49,26 @@ class ConvBNConnector(BaseConnector):
         in_channels (int): student channels.
         out_channels (int): teacher channels.
         norm (bool): add the BatchNorm (default True).
+        init (str): the conv's initialisation: ``'pytorch'`` (default, PyTorch's
+            Kaiming-uniform over fan-in) or ``'kaiming_fan_out'``, normal with std
+            ``sqrt(2 / (k * k * out_channels))``, as the official OFD code builds its connectors
+            (the BN starts at weight 1, bias 0 either way).
         like (str | None): unused, kept for a uniform interface.
     """
 
+    INITS = ('pytorch', 'kaiming_fan_out')
+
     def __init__(self, in_channels: int, out_channels: int, norm: bool = True,
-                 like: Optional[str] = None) -> None:
+                 init: str = 'pytorch', like: Optional[str] = None) -> None:
         super().__init__(like)
+        if init not in self.INITS:
+            raise ValueError(f'ConvBNConnector: init must be one of {self.INITS}, got {init!r}.')
         self.in_channels = in_channels
         self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=not norm)
+        if init == 'kaiming_fan_out':
+            nn.init.kaiming_normal_(self.conv.weight, mode='fan_out', nonlinearity='relu')
+            if self.conv.bias is not None:
+                nn.init.zeros_(self.conv.bias)
         self.bn = nn.BatchNorm2d(out_channels) if norm else nn.Identity()
 
     def forward(self, x: Tensor, ref: Optional[Tensor] = None) -> Tensor:

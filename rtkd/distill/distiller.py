@@ -130,9 +130,12 @@ class Distiller(BaseModel):
             The loss class follows :mod:`rtkd.distill.losses.base` (``BaseDistillLoss``).
         connectors (dict[str, dict | list[dict]] | None): tap name -> connector config (a list
             chains several). Applied to the tap before any loss sees it.
-        freeze_student (dict | None): ``dict(modules=['backbone'], iters=N)``: the named student
-            parts get no updates (and their BN layers stay in eval mode) for the first N
-            iterations.
+        freeze_student (dict | None): ``dict(modules=['backbone'], iters=N, norm_eval=True)``:
+            the named student parts get no updates for the first N iterations, and with
+            ``norm_eval`` (default) their BN layers stay in eval mode meanwhile.
+            ``modules=['']`` names the whole student, so only connectors (and critics) learn:
+            with ``norm_eval=False`` (BN statistics keep updating) this is the official OFD
+            recipe's first epoch, which steps only the connectors' optimizer.
         export_exclude (Sequence[str] | None): dotted names of student modules that exist only
             for self-distillation (e.g. ``'auxiliary_head.2'``, a shallow head the plain student
             config does not have). They are trained and kept in the distiller's checkpoints
@@ -243,13 +246,17 @@ class Distiller(BaseModel):
         # --- freezing ------------------------------------------------------------------------
         self.freeze_cfg = None
         if freeze_student:
-            mods = freeze_student.get('modules') if isinstance(freeze_student, dict) else None
-            iters = freeze_student.get('iters') if isinstance(freeze_student, dict) else None
-            if not mods or iters is None:
-                raise ValueError("freeze_student must be dict(modules=['backbone'], iters=N).")
+            ok = isinstance(freeze_student, dict)
+            mods = freeze_student.get('modules') if ok else None
+            iters = freeze_student.get('iters') if ok else None
+            extra = set(freeze_student) - {'modules', 'iters', 'norm_eval'} if ok else set()
+            if not mods or iters is None or extra or isinstance(mods, str):
+                raise ValueError("freeze_student must be dict(modules=['backbone'], iters=N[, "
+                                 f'norm_eval=True]), got {freeze_student!r}.')
             for m in mods:
                 resolve_module(self.student, m, 'student')
-            self.freeze_cfg = dict(modules=list(mods), iters=int(iters))
+            self.freeze_cfg = dict(modules=list(mods), iters=int(iters),
+                                   norm_eval=bool(freeze_student.get('norm_eval', True)))
 
         self.register_buffer('distill_iter', torch.zeros((), dtype=torch.long))
         self._frozen_now = False
@@ -457,7 +464,7 @@ class Distiller(BaseModel):
             raise RuntimeError("freeze_student needs the Distiller's own train_step; under DDP set "
                                "model_wrapper_cfg=dict(type='DistillerDataParallel').")
         self._frozen_now = frozen
-        if frozen and self.training:
+        if frozen and self.training and self.freeze_cfg['norm_eval']:
             for m in self.freeze_cfg['modules']:
                 resolve_module(self.student, m, 'student').eval()
         elif self.freeze_cfg is not None and self.training:
