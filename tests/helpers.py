@@ -92,3 +92,19 @@ def write_teacher(root: str, model: dict, scope: str = 'mmseg') -> tuple:
     ckpt = osp.join(root, 'teacher.pth')
     torch.save(dict(state_dict=teacher.state_dict()), ckpt)
     return cfg_path, ckpt
+
+
+def load_tool(rel: str):
+    """Import a script of the repository (e.g. ``'tools/misc/install_teacher.py'``) as a module.
+
+    Args:
+        rel (str): its path relative to the repository root.
+
+    Returns:
+        module: the executed script (``main(argv)`` and its functions are attributes).
+    """
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(osp.basename(rel)[:-3], osp.join(ROOT, rel))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

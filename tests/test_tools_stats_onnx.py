@@ -3,33 +3,25 @@ from __future__ import annotations
 
 import csv
 import glob
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import ROOT, load_tool
 BASELINE = osp.join(ROOT, 'configs', 'baselines', 'mmseg-fast-scnn_2k_camvid-360x480.py')
 NETWORKS = ('fast_scnn', 'contextnet', 'espnet', 'linknet', 'fanet')
 
 
-def _load_tool(rel: str):
-    spec = importlib.util.spec_from_file_location(osp.basename(rel)[:-3], osp.join(ROOT, rel))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope='module')
 def model_stats():
-    return _load_tool('tools/analysis/model_stats.py')
+    return load_tool('tools/analysis/model_stats.py')
 
 
 @pytest.fixture(scope='module')
 def export_tool():
-    return _load_tool('tools/deploy/export_onnx.py')
+    return load_tool('tools/deploy/export_onnx.py')
 
 
 def _first_network_config():

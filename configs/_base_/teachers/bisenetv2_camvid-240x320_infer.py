@@ -5,7 +5,9 @@
 # teacher-cache and KA digests of a teacher built from either file agree
 # (tests/test_distiller_recipes.py checks it). Being a teacher's file, it sits in _base_/ and is
 # left out of the config sweeps that require avg_non_ignore CE in every training config.
-# Copy it into your $RTKD_TEACHERS folder (same name), or test a teacher on rtkd's CamVid val:
+# Put it into your $RTKD_TEACHERS folder with the weights (flattened, so it works outside the
+# repository): python tools/misc/install_teacher.py THIS_FILE CKPT --name NAME; or test a teacher
+# on rtkd's CamVid test split:
 #   mim test mmseg configs/_base_/teachers/bisenetv2_camvid-240x320_infer.py --checkpoint T.pth
 # It loads the weights of configs/baselines/bisenetv2_1800_camvid-240x320.py and of its
 # continuations (their auxiliary heads' weights are left out).
@@ -20,3 +22,4 @@ model = dict(
     auxiliary_head=None)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+train_dataloader = None  # inference only (mmengine's Runner wants all training parts or none)
