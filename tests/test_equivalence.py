@@ -69,7 +69,7 @@ def test_ddp_two_processes_batch4_equal_one_process_batch8(camvid8, teacher, tmp
     print(eq.report(res))
     assert res['iters'] == DDP_ITERS
     curves = res['curves']['single']
-    assert {'loss', 'decode.loss_ce', 'loss_cwd', 'loss_cwd_feat', 'loss_hkd',
+    assert {'loss', 'decode.loss_ce', 'loss_cwd', 'loss_cwd_feat', 'loss_pi', 'loss_hkd',
             'loss_hkd.critic'} <= set(curves)
     # the curves are not flat (the comparison is not between constants): warm-up from 0, training
     assert curves['loss_cwd'][0] == 0 and curves['loss_cwd'][-1] > 0

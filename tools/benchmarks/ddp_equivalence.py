@@ -263,6 +263,9 @@ def distiller(teacher: dict, iters: int, student: Optional[dict] = None) -> dict
                           teacher='t_logits', schedule=dict(warmup_iters=max(iters // 2, 1))),
             loss_cwd_feat=dict(type='ChannelWiseKD', tau=1.0, loss_weight=1.0,
                                student='s_feat', teacher='t_feat'),
+            # a sum over the batch (SKD's official normalisation): global under DDP
+            loss_pi=dict(type='PixelWiseKD', reduction='sum_batch', loss_weight=0.1,
+                         student='s_logits', teacher='t_logits'),
             loss_hkd=dict(type='GlobalAlphaHolisticKD', num_classes=11, num_convs=2,
                           base_channels=8, loss_weight=0.1, student='s_logits',
                           teacher='t_logits')),

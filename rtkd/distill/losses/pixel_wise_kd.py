@@ -35,7 +35,9 @@ class PixelWiseKD(BaseDistillLoss):
         tau (float): temperature ``T`` (> 0). Default 1.0 (the paper uses no temperature).
         divergence (str): ``'kl'`` (default, zero at the optimum) or ``'ce'`` (official value).
         reduction (str): ``'mean'`` (divide by ``N*H*W``, default) or ``'sum_batch'`` (divide by
-            ``H*W`` only, the official normalisation).
+            ``H*W`` only, the official normalisation). ``'sum_batch'`` sums over the *global*
+            batch: under DDP each rank's sum is multiplied by the world size, because DDP
+            averages the ranks' gradients (2 processes x 4 images then train like 1 x 8).
         loss_weight (float): multiplier applied to the returned loss. Default 1.0.
     """
 
@@ -70,5 +72,9 @@ class PixelWiseKD(BaseDistillLoss):
             per_pixel = (q_t * (log_q_t - log_q_s)).sum(dim=1)
         else:
             per_pixel = -(q_t * log_q_s).sum(dim=1)
-        denom = n * h * w if self.reduction == 'mean' else h * w
+        if self.reduction == 'mean':
+            denom = n * h * w
+        else:
+            from mmengine.dist import get_world_size
+            denom = h * w / get_world_size()  # DDP averages gradients: undo it for a sum
         return per_pixel.sum() / denom * (self.tau ** 2) * self.loss_weight
