@@ -341,6 +341,7 @@ def test_exact_cache_equals_live_teacher_through_runner(tmp_path, tiny_camvid, s
     # fp16 storage: argmax may flip where a random teacher's top logits are nearly tied
     assert res['t_logits']['argmax_agreement'] > 98.0
     assert res['t_logits']['rel_l2'] < 2e-3
+    assert -1e-7 < res['t_logits']['mean_kl'] < 1e-4  # KL(live || cached) of the class softmax
 
     # float32 storage: training from the cache is the live run, to float rounding
     out32 = str(tmp_path / 'exact32')

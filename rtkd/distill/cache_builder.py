@@ -12,13 +12,13 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.config import Config
 from torch import Tensor
 from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 
 from ..version import __version__
+from .losses.pixel_wise_kd import pixel_divergence
 from .teacher_cache import (CACHE_FORMAT, MANIFEST, TeacherCache, TeacherCacheError,
                             check_pipeline_replayable, encode_tap, entry_key,
                             input_fingerprint, read_manifest, save_arrays, scale_tag,
@@ -426,13 +426,6 @@ def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
     return manifest
 
 
-def _channel_kl(live: Tensor, cached: Tensor) -> Tensor:
-    """Per-pixel KL(softmax_c(live) || softmax_c(cached)), N x h x w."""
-    p = F.log_softmax(live.float(), dim=1)
-    q = F.log_softmax(cached.float(), dim=1)
-    return (p.exp() * (p - q)).sum(1)
-
-
 def _valid_mask(samples, batch_hw, map_hw) -> Tensor:
     """N x h x w: tap cells inside each sample's image (not the batch padding)."""
     h, w = map_hw
@@ -490,7 +483,7 @@ def check_cache(cfg: Config, folder: str, batches: int = 4) -> Dict[str, dict]:
                 same = (lv.argmax(1) == cv.argmax(1)).float()
                 a['agree'] += float((same * valid).sum() / valid.sum())
                 a['agree_all'] += float(same.mean())
-                kl = _channel_kl(lv, cv)
+                kl = pixel_divergence(cv.float(), lv.float())  # KL(live || cached)
                 a['kl'] += float((kl * valid).sum() / valid.sum())
             m = valid.unsqueeze(1).float() if lv.dim() == 4 else 1.0
             a['num'] += float(((cv - lv) * m).pow(2).sum())

@@ -65,16 +65,31 @@ class PixelWiseKD(BaseDistillLoss):
         check_shapes(type(self).__name__, student, teacher, min_dim=4, max_dim=4)
         teacher = teacher.detach()
         n, _, h, w = student.shape
-        log_q_s = F.log_softmax(student / self.tau, dim=1)
-        log_q_t = F.log_softmax(teacher / self.tau, dim=1)
-        q_t = log_q_t.exp()
-        if self.divergence == 'kl':
-            per_pixel = (q_t * (log_q_t - log_q_s)).sum(dim=1)
-        else:
-            per_pixel = -(q_t * log_q_s).sum(dim=1)
+        per_pixel = pixel_divergence(student, teacher, self.tau, self.divergence)
         if self.reduction == 'mean':
             denom = n * h * w
         else:
             from mmengine.dist import get_world_size
             denom = h * w / get_world_size()  # DDP averages gradients: undo it for a sum
         return per_pixel.sum() / denom * (self.tau ** 2) * self.loss_weight
+
+
+def pixel_divergence(student: Tensor, teacher: Tensor, tau: float = 1.0,
+                     divergence: str = 'kl') -> Tensor:
+    """Per-pixel divergence of the class distributions (softmax over channels at ``tau``).
+
+    Args:
+        student (Tensor): ``N x C x H x W`` logits.
+        teacher (Tensor): the same shape; the reference distribution ``q_t``.
+        tau (float): temperature.
+        divergence (str): ``'kl'``, ``KL(q_t || q_s)``, or ``'ce'``, ``-sum q_t log q_s``.
+
+    Returns:
+        Tensor: ``N x H x W`` (not multiplied by ``tau^2``).
+    """
+    log_q_s = F.log_softmax(student / tau, dim=1)
+    log_q_t = F.log_softmax(teacher / tau, dim=1)
+    q_t = log_q_t.exp()
+    if divergence == 'kl':
+        return (q_t * (log_q_t - log_q_s)).sum(dim=1)
+    return -(q_t * log_q_s).sum(dim=1)
