@@ -108,3 +108,29 @@ def load_tool(rel: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+DISTILLER_TYPES = ('Distiller', 'CohortDistiller')
+
+
+def is_distill_recipe(path: str) -> bool:
+    """Whether a config (or one of its local ``_base_`` files) builds a distiller, from the text.
+
+    Cheap enough for test collection (no ``Config.fromfile``); tests/test_distiller_recipes.py
+    checks it against the parsed model type of every config.
+
+    Args:
+        path (str): a config file.
+
+    Returns:
+        bool: True for ``type='Distiller'`` / ``type='CohortDistiller'`` recipes.
+    """
+    import re
+    with open(path) as f:
+        text = f.read()
+    if any(re.search(rf"type\s*=\s*['\"]{t}['\"]", text) for t in DISTILLER_TYPES):
+        return True
+    m = re.search(r'_base_\s*=\s*\[([^\]]*)\]', text) or re.search(r"_base_\s*=\s*('[^']*')", text)
+    bases = re.findall(r"'([^']+)'", m.group(1)) if m else []
+    return any(is_distill_recipe(osp.normpath(osp.join(osp.dirname(path), b)))
+               for b in bases if '::' not in b and b.endswith('.py'))

@@ -13,6 +13,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, DefaultScope
 
 import rtkd  # noqa: F401
+from helpers import is_distill_recipe
 from test_distiller import batch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -131,12 +132,16 @@ def test_in_repo_teacher_config_is_the_shared_one():
 
 
 def test_every_distill_recipe_uses_the_runtime_base():
-    """The DDP wrapper and the student hook come from configs/_base_/distill_runtime.py."""
+    """The DDP wrapper and the student hook come from configs/_base_/distill_runtime.py; every
+    recipe imports rtkd; the text-level filter of the config sweeps (helpers.is_distill_recipe)
+    agrees with the parsed model type."""
     distillers = 0
     for path in ALL_RECIPES:
         cfg = Config.fromfile(path)
+        assert is_distill_recipe(path) == (cfg.model.type in DISTILLERS), path
         if cfg.model.type not in DISTILLERS:
             continue
+        assert 'rtkd' in cfg.get('custom_imports', {}).get('imports', []), path
         distillers += 1
         assert 'model_wrapper_cfg' not in _code(path), f'{path}: take it from distill_runtime.py'
         assert cfg.model_wrapper_cfg == dict(type='DistillerDataParallel'), path
