@@ -48,7 +48,7 @@ def test_all_losses_registered_in_root_registry():
         assert MODELS.get(name) is not None, name
     cwd = MODELS.build(dict(type='ChannelWiseKD', tau=4.0, loss_weight=3.0))
     assert isinstance(cwd, ChannelWiseKD) and cwd.loss_weight == 3.0
-    assert HolisticKD.extra_inputs == ('inputs',)
+    assert HolisticKD.extra_inputs == ('inputs', 'data_samples')
     assert PixelWiseKD.extra_inputs == ()
 
 
@@ -476,6 +476,32 @@ def test_holistic_wasserstein_term_zero_when_student_equals_teacher_and_critic_l
         loss_fn.discriminator_loss(s, t * 4, inputs=img).backward()
         opt.step()
     assert gap() > before  # the critic learned to score teacher maps above student maps
+
+
+def test_holistic_sample_keyed_alpha_is_layout_independent():
+    """alpha='sample': a sample's penalty factor depends on (critic step, its file name) only,
+    not on the batch it sits in (so 2 x 4 under DDP draws what 1 x 8 draws); the default keeps
+    the global RNG and adds no buffer (older checkpoints load strictly)."""
+    from types import SimpleNamespace
+
+    def samples(*names):
+        return [SimpleNamespace(metainfo=dict(img_path=f'/data/train/{n}.png')) for n in names]
+
+    real = torch.zeros(4, 3, 2, 2)
+    one = HolisticKD(num_classes=3, alpha='sample')
+    a = one._alphas(real, samples('a', 'b', 'c', 'd')).flatten().tolist()
+    half0, half1 = HolisticKD(num_classes=3, alpha='sample'), HolisticKD(num_classes=3, alpha='sample')
+    b = half0._alphas(real[:2], samples('c', 'a')).flatten().tolist()
+    c = half1._alphas(real[:2], samples('d', 'b')).flatten().tolist()
+    assert b == [a[2], a[0]] and c == [a[3], a[1]]
+    assert len(set(a)) == 4 and all(0 <= v < 1 for v in a)
+    assert one._alphas(real, samples('a', 'b', 'c', 'd')).flatten().tolist() != a  # next step
+    assert int(one.gp_step) == 2 and 'gp_step' in one.state_dict()
+    assert 'gp_step' not in HolisticKD(num_classes=3).state_dict()
+    with pytest.raises(ValueError, match="img_path"):
+        one._alphas(real, None)
+    with pytest.raises(ValueError, match='alpha'):
+        HolisticKD(num_classes=3, alpha='batch')
 
 
 def test_holistic_input_checks_and_unconditional_mode():

@@ -108,9 +108,9 @@ def test_resume_equals_uninterrupted_run(camvid8, teacher, tmp_path, workers):
 
     What mmengine cannot repeat, designed around here: the torch RNG is not saved in checkpoints
     (on resume it is the fresh seed's state, not the state after 4 iterations), so dropout masks
-    and stock ``HolisticKD``'s gradient-penalty draws differ after a resume (measured on this
-    recipe: 4e-4 on the student with dropout 0.1, 1.7e-4 on the critic with stock HolisticKD):
-    dropout is 0 and the critic draws from a generator keyed on (step, sample). The data stream
+    and ``HolisticKD``'s default (``alpha='global'``) gradient-penalty draws differ after a resume
+    (measured on this recipe: 4e-4 on the student with dropout 0.1, 1.7e-4 on the critic with
+    alpha='global'): dropout is 0 and the critic uses ``alpha='sample'`` (keyed on step, sample). The data stream
     is repeated: the sampler's generator is seeded, the main-process numpy/random state is the
     seed's plus the 4 batches mmengine replays to skip them, and workers are re-seeded
     (seed + worker id) when the iterator is made, then replay the same batches - as long as

@@ -29,21 +29,17 @@ for the first quarter of the run (``freeze_student``). ``randomness.diff_rank_se
 so each rank initialises its own student and critic: only DDP's broadcast and the distiller's
 critic broadcast make them equal (rank 0 draws what the 1-process run draws).
 
-Test-only deviation (:class:`GlobalAlphaHolisticKD`): ``HolisticKD`` draws the gradient-penalty
-interpolation factor ``alpha ~ U(0, 1)`` per sample from the global torch RNG. Under DDP each
-rank draws its own four values (with a shared seed, the *same* four on both ranks), a 1-process
-run draws eight: the penalties are equally distributed but not equal, so the critics drift
-apart. The subclass draws ``alpha`` from a generator keyed on (critic step, image file name),
-i.e. the same value for the same sample at the same step in any process layout, and keeps its
-step counter in a buffer (saved and resumed). Everything else is ``HolisticKD``'s own code
-(``torch.rand`` is replaced only for the penalty call). A library fix would do the same (key the
-draw on the global sample index and ``distill_iter``) or save and restore the torch RNG state.
+The critic's gradient penalty draws ``alpha`` with ``HolisticKD(alpha='sample')``: keyed on
+(critic step, image file name), the same value for the same sample at the same step in any
+process layout and after a resume. With the default ``alpha='global'`` (the official
+``torch.rand``) each rank draws its own values and the critics drift apart (equally distributed,
+not equal).
 
 The resume comparison (N uninterrupted vs N/2, stop, ``--resume`` to N) lives in
 ``tests/test_equivalence.py`` (bitwise equal with this recipe) and uses :func:`write_recipe`,
 :func:`max_abs_diff` and :class:`EquivalenceRecorderHook` (``stop_at``) from here. What mmengine
-cannot make exact on resume: the torch RNG is not in the checkpoint (dropout, stock
-``HolisticKD``'s penalty draw; measured 4e-4 / 1.7e-4 after 8 iterations); the data stream is
+cannot make exact on resume: the torch RNG is not in the checkpoint (dropout, the default
+``HolisticKD(alpha='global')`` penalty draw; measured 4e-4 / 1.7e-4 after 8 iterations); the data stream is
 repeated (seeded sampler, replayed skipped batches, re-seeded workers) when ``num_workers`` and
 the world size do not change. A run stopped by a smaller ``max_iters`` instead of an
 interruption resumes schedulers whose default ``end`` is the first launch's ``max_iters``
@@ -67,7 +63,6 @@ import socket
 import subprocess
 import sys
 import time
-import zlib
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -75,8 +70,6 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS, MODELS
-
-from rtkd.distill.losses.holistic_kd import HolisticKD
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 HERE = osp.dirname(osp.abspath(__file__))
@@ -91,56 +84,6 @@ FULL_PIPE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
 # ------------------------------------------------------------------------------------------
 # registered parts (imported by the runs through custom_imports)
 # ------------------------------------------------------------------------------------------
-@MODELS.register_module(name='GlobalAlphaHolisticKD', force=True)
-class GlobalAlphaHolisticKD(HolisticKD):
-    """``HolisticKD`` whose gradient-penalty ``alpha`` depends on (step, sample), not the process.
-
-    ``alpha`` of a sample is ``U(0, 1)`` drawn from ``torch.Generator().manual_seed(k)`` with
-    ``k = crc32(image file name) + 1000003 * (gp_step + 1) + alpha_seed``; ``gp_step`` counts
-    critic losses (a buffer: saved in checkpoints, restored on resume). Everything else is
-    :class:`HolisticKD` (see the module docstring for why).
-
-    Args:
-        alpha_seed (int): offset of the generator keys. Default 0.
-        **kwargs: :class:`HolisticKD` arguments.
-    """
-
-    extra_inputs = ('inputs', 'data_samples')
-
-    def __init__(self, alpha_seed: int = 0, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.alpha_seed = int(alpha_seed)
-        self.register_buffer('gp_step', torch.zeros((), dtype=torch.long))
-
-    def _alphas(self, data_samples) -> List[float]:
-        step = int(self.gp_step) + 1
-        out = []
-        for s in data_samples:
-            key = zlib.crc32(osp.basename(s.metainfo['img_path']).encode())
-            g = torch.Generator().manual_seed(key + 1000003 * step + self.alpha_seed)
-            out.append(float(torch.rand((), generator=g, dtype=torch.float64)))
-        return out
-
-    def discriminator_loss(self, student, teacher, inputs=None, data_samples=None, **extra):
-        if data_samples is None or len(data_samples) != student.shape[0]:
-            raise ValueError('GlobalAlphaHolisticKD needs the batch data_samples '
-                             "(extra_inputs=('inputs', 'data_samples')).")
-        alphas = self._alphas(data_samples)
-        real_rand = torch.rand
-
-        def rand(*size, device=None, dtype=None, **kw):
-            if tuple(size) == (len(alphas), 1, 1, 1):  # the penalty's draw
-                return torch.tensor(alphas, dtype=dtype, device=device).view(-1, 1, 1, 1)
-            return real_rand(*size, device=device, dtype=dtype, **kw)
-
-        torch.rand = rand
-        try:
-            return super().discriminator_loss(student, teacher, inputs)
-        finally:
-            torch.rand = real_rand
-            self.gp_step += 1
-
-
 def _cpu(x: Any) -> Any:
     if torch.is_tensor(x):
         return x.detach().cpu().clone()
@@ -266,7 +209,7 @@ def distiller(teacher: dict, iters: int, student: Optional[dict] = None) -> dict
             # a sum over the batch (SKD's official normalisation): global under DDP
             loss_pi=dict(type='PixelWiseKD', reduction='sum_batch', loss_weight=0.1,
                          student='s_logits', teacher='t_logits'),
-            loss_hkd=dict(type='GlobalAlphaHolisticKD', num_classes=11, num_convs=2,
+            loss_hkd=dict(type='HolisticKD', alpha='sample', num_classes=11, num_convs=2,
                           base_channels=8, loss_weight=0.1, student='s_logits',
                           teacher='t_logits')),
         freeze_student=dict(modules=['backbone.stem'], iters=max(iters // 4, 1)))

@@ -1,6 +1,8 @@
 """SKD holistic (adversarial, WGAN-GP) distillation (Liu et al., CVPR 2019)."""
 from __future__ import annotations
 
+import os.path as osp
+import zlib
 from typing import Optional
 
 import torch
@@ -94,15 +96,24 @@ class HolisticKD(AdversarialDistillLoss):
         spectral_norm (bool): spectral normalisation in the critic. Default True.
         lambda_gp (float): gradient-penalty weight. Default 10.0.
         discriminator_weight (float): multiplier of :meth:`discriminator_loss`. Default 1.0.
+        alpha (str): how the gradient penalty's ``alpha ~ U(0, 1)`` is drawn. ``'global'``
+            (default, as the official code): ``torch.rand`` from the process's global RNG, so a
+            2-process DDP run draws other values than a 1-process run and a resumed run other
+            values than an uninterrupted one (same distribution). ``'sample'``: from a generator
+            keyed on (critic step, the sample's image file name, ``alpha_seed``), the same value
+            for the same sample at the same step in any process layout and after ``--resume``
+            (the step counter ``gp_step`` is a buffer, saved in checkpoints), which makes DDP and
+            resume runs equal to the single uninterrupted run (tests/test_equivalence.py).
+        alpha_seed (int): offset of the ``'sample'`` keys. Default 0.
         loss_weight (float): multiplier of the generator loss. Default 1.0 (paper: 0.1).
     """
 
-    extra_inputs: tuple[str, ...] = ('inputs',)
+    extra_inputs: tuple[str, ...] = ('inputs', 'data_samples')
 
     def __init__(self, num_classes: int, conditional: bool = True, input_mode: str = 'softmax',
                  base_channels: int = 64, num_convs: int = 3, spectral_norm: bool = True,
                  lambda_gp: float = 10.0, discriminator_weight: float = 1.0,
-                 loss_weight: float = 1.0) -> None:
+                 alpha: str = 'global', alpha_seed: int = 0, loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         if not isinstance(num_classes, int) or num_classes < 1:
@@ -118,6 +129,10 @@ class HolisticKD(AdversarialDistillLoss):
         if self.lambda_gp < 0:
             raise ValueError(f'{name}: lambda_gp must be >= 0, got {lambda_gp!r}.')
         self.discriminator_weight = float(discriminator_weight)
+        self.alpha = check_choice(name, 'alpha', alpha, ('global', 'sample'))
+        self.alpha_seed = int(alpha_seed)
+        if self.alpha == 'sample':  # only then: older checkpoints keep loading strictly
+            self.register_buffer('gp_step', torch.zeros((), dtype=torch.long))
         check_positive(name, 'base_channels', base_channels)
         self.discriminator = ScoreMapCritic(num_classes + (3 if self.conditional else 0),
                                             int(base_channels), num_convs, spectral_norm)
@@ -196,13 +211,16 @@ class HolisticKD(AdversarialDistillLoss):
         return -score.mean() * self.loss_weight
 
     def discriminator_loss(self, student: Tensor, teacher: Tensor,
-                           inputs: Optional[Tensor] = None, **extra) -> Tensor:
+                           inputs: Optional[Tensor] = None, data_samples=None,
+                           **extra) -> Tensor:
         """WGAN-GP critic loss (student detached); gradients reach only the critic.
 
         Args:
             student (Tensor): student score map ("fake"), detached here.
             teacher (Tensor): teacher score map ("real"), detached here.
             inputs (Tensor, optional): image batch ``N x 3 x H x W`` (required if conditional).
+            data_samples (list, optional): the batch's samples (``alpha='sample'`` reads their
+                ``img_path``).
             **extra: ignored.
 
         Returns:
@@ -219,11 +237,31 @@ class HolisticKD(AdversarialDistillLoss):
         wasserstein = d_fake.mean() - d_real.mean()
         loss = wasserstein
         if self.lambda_gp > 0:
-            loss = loss + self.lambda_gp * self.gradient_penalty(real, fake, inputs)
+            alpha = self._alphas(real, data_samples)
+            loss = loss + self.lambda_gp * self.gradient_penalty(real, fake, inputs, alpha)
         return loss * self.discriminator_weight
 
-    def gradient_penalty(self, real: Tensor, fake: Tensor,
-                         inputs: Optional[Tensor] = None) -> Tensor:
+    def _alphas(self, real: Tensor, data_samples) -> Tensor:
+        """``N x 1 x 1 x 1`` interpolation factors of the penalty (see ``alpha``)."""
+        n = real.shape[0]
+        if self.alpha == 'global':
+            return torch.rand(n, 1, 1, 1, device=real.device, dtype=real.dtype)
+        paths = [getattr(s, 'metainfo', {}).get('img_path') for s in (data_samples or [])]
+        if len(paths) != n or None in paths:
+            raise ValueError(f"{type(self).__name__}(alpha='sample') keys each draw on the "
+                             "sample's img_path: the batch's data_samples must carry it (mmseg's "
+                             "PackSegInputs keeps it), or use alpha='global'.")
+        self.gp_step += 1
+        step = int(self.gp_step)
+        vals = []
+        for p in paths:
+            key = zlib.crc32(osp.basename(str(p)).encode()) + 1000003 * step + self.alpha_seed
+            g = torch.Generator().manual_seed(key)
+            vals.append(float(torch.rand((), generator=g, dtype=torch.float64)))
+        return torch.tensor(vals, device=real.device, dtype=real.dtype).view(n, 1, 1, 1)
+
+    def gradient_penalty(self, real: Tensor, fake: Tensor, inputs: Optional[Tensor] = None,
+                         alpha: Optional[Tensor] = None) -> Tensor:
         """``E[(||grad_Q D(Q_hat | I)||_2 - 1)^2]`` on random per-sample interpolates.
 
         The interpolation and the gradient are taken on the (softmaxed) score maps only; the
@@ -233,11 +271,14 @@ class HolisticKD(AdversarialDistillLoss):
             real (Tensor): prepared teacher map (after ``input_mode``), ``N x K x h x w``.
             fake (Tensor): prepared student map, same shape.
             inputs (Tensor, optional): image batch (required if conditional).
+            alpha (Tensor, optional): ``N x 1 x 1 x 1`` interpolation factors; default
+                ``torch.rand`` (the global RNG).
 
         Returns:
             Tensor: scalar penalty (differentiable w.r.t. the critic parameters).
         """
-        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+        if alpha is None:
+            alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
         q_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
         with torch.enable_grad():
             out = self.discriminator(self._condition(q_hat, inputs))
