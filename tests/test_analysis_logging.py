@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from helpers import CONFIG_DIR, ROOT, tiny_data_options
 
-NETWORK = osp.join(ROOT, 'configs', 'fast_scnn', 'fast-scnn_2k_camvid-360x480.py')
+NETWORK = osp.join(ROOT, 'configs', 'fast_scnn', 'fast-scnn_1xb8-2k_camvid-360x480.py')
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -10,8 +10,8 @@ import torch.nn as nn
 
 from helpers import ROOT
 
-BASELINE = osp.join(ROOT, 'configs', 'baselines', 'mmseg-fast-scnn_2k_camvid-360x480.py')
-FAST_SCNN = 'configs/fast_scnn/fast-scnn_2k_camvid-360x480.py'  # relative to the repo root
+BASELINE = osp.join(ROOT, 'configs', 'baselines', 'mmseg-fast-scnn_1xb8-2k_camvid-360x480.py')
+FAST_SCNN = 'configs/fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py'  # relative to the repo root
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -199,7 +199,7 @@ def test_mmpretrain_backbone_seg_student_distils():
     """The shipped recipe builds and takes one training step (backbone frozen, CWD on logits)."""
     from mmengine.optim import OptimWrapper
     from test_distiller import batch
-    path = osp.join(SEG_MMPRETRAIN, 'cwd_logits_bisenetv2_mmpretrain-mobilenetv2_2k_camvid-'
+    path = osp.join(SEG_MMPRETRAIN, 'cwd_logits_bisenetv2_mmpretrain-mobilenetv2_1xb8-2k_camvid-'
                     '360x480.py')
     if not osp.isfile(osp.join(ROOT, '..', 'shared', 'teachers', 'bisenetv2_camvid-240x320.pth')):
         pytest.skip('shared CamVid teacher not available')

@@ -335,8 +335,8 @@ def test_det_runner_train_test_and_student_export(tiny_coco, det_teacher, tmp_pa
 # Building an R101 teacher + R50 student takes ~5-10 s each on 2 shared cores: two recipes are
 # built (one per detector family, incl. the FGFI prior-generator lookup), all are checked for
 # registered loss types, defined taps and an OpenMMLab URL teacher.
-BUILT = ('fgfi_rpn-fpn_faster-rcnn-r101_faster-rcnn-r50_1x_coco-1333x800.py',
-         'fgfi_fpn_retinanet-r101_retinanet-r50_1x_coco-1333x800.py')
+BUILT = ('fgfi_rpn-fpn_faster-rcnn-r101_faster-rcnn-r50_8xb2-1x_coco-1333x800.py',
+         'fgfi_fpn_retinanet-r101_retinanet-r50_8xb2-1x_coco-1333x800.py')
 
 
 @pytest.mark.parametrize('path', DET_CONFIGS, ids=[osp.basename(p) for p in DET_CONFIGS])

@@ -30,9 +30,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DIST_RECIPE = osp.join(ROOT, 'configs/distill/seg/dist/'
                        'dist_logits_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py')
 DKD_RECIPE = osp.join(ROOT, 'configs/distill/cls/dkd/'
-                      'dkd_logits_resnet34_resnet18_200e_cifar10-32x32.py')
+                      'dkd_logits_resnet34_resnet18_8xb16-200e_cifar10-32x32.py')
 PKD_RECIPE = osp.join(ROOT, 'configs/distill/det/pkd/'
-                      'pkd_fpn_faster-rcnn-r101_faster-rcnn-r50_2x_coco-1333x800.py')
+                      'pkd_fpn_faster-rcnn-r101_faster-rcnn-r50_8xb2-2x_coco-1333x800.py')
 FT3000 = osp.join(ROOT, '..', 'shared', 'teachers', 'bisenetv2_camvid-240x320_ft3000.pth')
 
 

@@ -56,8 +56,8 @@ def test_recipes_parse_and_follow_naming():
 @pytest.mark.skipif(not osp.isfile(TEACHER), reason='shared CamVid teacher not available')
 def test_camvid_cwd_recipe_trains_a_step():
     cfg = Config.fromfile(
-        osp.join(ROOT,
-                 'configs/distill/seg/cwd/cwd_logits_bisenetv2_fast-scnn_2k_camvid-360x480.py'))
+        osp.join(ROOT, 'configs/distill/seg/cwd/'
+                 'cwd_logits_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py'))
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
         ow = build_optim_wrapper(model, cfg.optim_wrapper)
@@ -164,7 +164,7 @@ def test_student_named_once_builds_the_student_config():
         cfg = Config.fromfile(path)
         assert cfg.model.student.to_dict() == Config.fromfile(base).model.to_dict(), path
     path = osp.join(
-        ROOT, 'configs/distill/seg/nfd/nfd_head-feat_bisenetv2_fast-scnn_2k_camvid-'
+        ROOT, 'configs/distill/seg/nfd/nfd_head-feat_bisenetv2_fast-scnn_1xb8-2k_camvid-'
         '360x480.py')
     assert path in STUDENT_FROM_BASE
     cfg = Config.fromfile(path)
@@ -172,7 +172,7 @@ def test_student_named_once_builds_the_student_config():
         torch.manual_seed(0)
         from_recipe, _, _ = build_network(cfg.model.student, 'student')
         torch.manual_seed(0)
-        from_path, _, _ = build_network('configs/fast_scnn/fast-scnn_2k_camvid-360x480.py',
+        from_path, _, _ = build_network('configs/fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
                                         'student')
     a, b = from_recipe.state_dict(), from_path.state_dict()
     assert list(a) == list(b)

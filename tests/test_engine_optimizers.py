@@ -10,8 +10,8 @@ from rtkd.engine.optimizers import TFRMSprop
 from rt_model_checks import build_model, load_cfg
 
 CONTEXTNET = [
-    'configs/contextnet/contextnet_2k_camvid-360x480.py',
-    'configs/contextnet/contextnet_150k_cityscapes-512x1024.py'
+    'configs/contextnet/contextnet_1xb8-2k_camvid-360x480.py',
+    'configs/contextnet/contextnet_1xb12-150k_cityscapes-512x1024.py'
 ]
 GRADS = np.random.default_rng(0).normal(scale=3.0, size=(6, 5))
 LRS = [0.045, 0.04, 0.03, 0.03, 0.01, 0.005]  # a schedule: TF keeps the lr in the momentum

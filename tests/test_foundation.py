@@ -18,7 +18,7 @@ from mmengine.registry import DefaultScope
 import rtkd  # noqa: F401  (registers modules, safe checkpoint loading)
 from helpers import CONFIG_DIR, DISTILLER_TYPES, ROOT, is_distill_recipe, tiny_data_options
 
-BASELINE = osp.join(CONFIG_DIR, 'baselines', 'mmseg-fast-scnn_2k_camvid-360x480.py')
+BASELINE = osp.join(CONFIG_DIR, 'baselines', 'mmseg-fast-scnn_1xb8-2k_camvid-360x480.py')
 
 
 def all_configs():

@@ -5,8 +5,8 @@ import torch
 from rt_model_checks import (build_model, count_params, load_cfg, loss_and_check_grads,
                              predict_logits, tiny_size_options)
 
-CAMVID = 'configs/contextnet/contextnet_2k_camvid-360x480.py'
-CITYSCAPES = 'configs/contextnet/contextnet_150k_cityscapes-512x1024.py'
+CAMVID = 'configs/contextnet/contextnet_1xb8-2k_camvid-360x480.py'
+CITYSCAPES = 'configs/contextnet/contextnet_1xb12-150k_cityscapes-512x1024.py'
 PAPER_PARAMS = 0.85e6
 
 

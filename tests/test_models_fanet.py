@@ -16,10 +16,10 @@ import rtkd  # noqa: F401
 from helpers import CONFIG_DIR, tiny_data_options
 
 CFG = osp.join(CONFIG_DIR, 'fanet')
-CAMVID18 = osp.join(CFG, 'fanet-r18_10k_camvid-360x480.py')
-CAMVID34 = osp.join(CFG, 'fanet-r34_10k_camvid-360x480.py')
-CITY18 = osp.join(CFG, 'fanet-r18_40k_cityscapes-512x1024.py')
-CITY34 = osp.join(CFG, 'fanet-r34_40k_cityscapes-512x1024.py')
+CAMVID18 = osp.join(CFG, 'fanet-r18_1xb8-10k_camvid-360x480.py')
+CAMVID34 = osp.join(CFG, 'fanet-r34_1xb8-10k_camvid-360x480.py')
+CITY18 = osp.join(CFG, 'fanet-r18_1xb16-40k_cityscapes-512x1024.py')
+CITY34 = osp.join(CFG, 'fanet-r34_1xb16-40k_cityscapes-512x1024.py')
 
 
 @pytest.fixture(autouse=True, scope='module')

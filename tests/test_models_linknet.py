@@ -15,8 +15,8 @@ from mmseg.structures import SegDataSample
 import rtkd  # noqa: F401
 from helpers import CONFIG_DIR, tiny_data_options
 
-CAMVID = osp.join(CONFIG_DIR, 'linknet', 'linknet-r18_5k_camvid-360x480.py')
-CITYSCAPES = osp.join(CONFIG_DIR, 'linknet', 'linknet-r18_40k_cityscapes-512x1024.py')
+CAMVID = osp.join(CONFIG_DIR, 'linknet', 'linknet-r18_1xb8-5k_camvid-360x480.py')
+CITYSCAPES = osp.join(CONFIG_DIR, 'linknet', 'linknet-r18_1xb8-40k_cityscapes-512x1024.py')
 UNREACHABLE = 'http://127.0.0.1:9/resnet18.pth'  # connection refused at once, like no network
 
 

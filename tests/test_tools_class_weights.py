@@ -12,8 +12,8 @@ import pytest
 from helpers import CONFIG_DIR, ROOT
 
 TOOL = osp.join(ROOT, 'tools', 'dataset_converters', 'class_weights.py')
-ESPNET = osp.join(CONFIG_DIR, 'espnet', 'espnet_2k_camvid-360x480.py')
-LINKNET = osp.join(CONFIG_DIR, 'linknet', 'linknet-r18_5k_camvid-360x480.py')
+ESPNET = osp.join(CONFIG_DIR, 'espnet', 'espnet_1xb8-2k_camvid-360x480.py')
+LINKNET = osp.join(CONFIG_DIR, 'linknet', 'linknet-r18_1xb8-5k_camvid-360x480.py')
 
 # two 4x8 label maps; 11 is CamVid's void (mapped to 255 by the dataset, ignored)
 LABELS = [

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import ROOT, load_tool
-BASELINE = osp.join(ROOT, 'configs', 'baselines', 'mmseg-fast-scnn_2k_camvid-360x480.py')
+BASELINE = osp.join(ROOT, 'configs', 'baselines', 'mmseg-fast-scnn_1xb8-2k_camvid-360x480.py')
 NETWORKS = ('fast_scnn', 'contextnet', 'espnet', 'linknet', 'fanet')
 
 

@@ -3,7 +3,7 @@
 #
 #   1. teacher: TEACHER_CFG + TEACHER_CKPT (default: the shared BiSeNetV2 CamVid teacher in
 #      ../shared/teachers); when no checkpoint exists there, a BiSeNetV2 teacher is trained first
-#      with `mim train mmseg configs/baselines/bisenetv2_1800_camvid-240x320.py` (TEACHER_ITERS).
+#      with `mim train mmseg configs/baselines/bisenetv2_1xb8-1800_camvid-240x320.py` (TEACHER_ITERS).
 #   2. student baseline: the project's Fast-SCNN, trained alone;
 #   3. distilled student: the same Fast-SCNN with channel-wise distillation (CWD) on the logits
 #      (configs/distill/seg/cwd/...), same budget (ITERS iterations, batch 8, 240x320 crops);
@@ -17,13 +17,13 @@ WORK_DIR=${WORK_DIR:-work_dirs/main_job}
 TEACHER_CFG=${TEACHER_CFG:-../shared/teachers/bisenetv2_camvid-240x320_infer.py}
 TEACHER_CKPT=${TEACHER_CKPT:-../shared/teachers/bisenetv2_camvid-240x320.pth}
 TEACHER_ITERS=${TEACHER_ITERS:-1800}
-STUDENT=${STUDENT:-configs/fast_scnn/fast-scnn_2k_camvid-360x480.py}
-DISTILL=${DISTILL:-configs/distill/seg/cwd/cwd_logits_bisenetv2_fast-scnn_2k_camvid-360x480.py}
+STUDENT=${STUDENT:-configs/fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py}
+DISTILL=${DISTILL:-configs/distill/seg/cwd/cwd_logits_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py}
 mkdir -p "$WORK_DIR"
 
 if [ ! -f "$TEACHER_CKPT" ]; then
   echo "[main_job] no teacher checkpoint at $TEACHER_CKPT: training a BiSeNetV2 teacher ($TEACHER_ITERS iters)"
-  TEACHER_CFG=configs/baselines/bisenetv2_1800_camvid-240x320.py
+  TEACHER_CFG=configs/baselines/bisenetv2_1xb8-1800_camvid-240x320.py
   w=$(( TEACHER_ITERS / 18 < 100 ? TEACHER_ITERS / 18 : 100 ))
   mim train mmseg "$TEACHER_CFG" --work-dir "$WORK_DIR/teacher" --cfg-options \
     train_cfg.max_iters="$TEACHER_ITERS" train_cfg.val_interval="$TEACHER_ITERS" \

@@ -1,5 +1,5 @@
 # The continuation that made the shared "ft3000" CamVid teacher, as an in-repo config: start from
-# the 1800-iteration BiSeNetV2 (configs/baselines/bisenetv2_1800_camvid-240x320.py), a second
+# the 1800-iteration BiSeNetV2 (configs/baselines/bisenetv2_1xb8-1800_camvid-240x320.py), a second
 # warm-up (100 iterations) + poly schedule of 1200 iterations with the same data recipe, seed 0,
 # fresh auxiliary heads; keeps the best val checkpoint (3000 iterations of training in all).
 # The shared ../shared/teachers/bisenetv2_camvid-240x320_ft3000.py did the same on mmseg's
@@ -8,7 +8,7 @@
 #   python tools/train.py configs/baselines/bisenetv2_1xb8-ft1200_camvid-240x320.py \
 #       --work-dir work_dirs/teacher_ft1200 --cfg-options load_from=work_dirs/teacher_1800/iter_1800.pth
 # (without load_from: $RTKD_TEACHERS/bisenetv2_camvid-240x320.pth, default ../shared/teachers).
-_base_ = ['./bisenetv2_1800_camvid-240x320.py']
+_base_ = ['./bisenetv2_1xb8-1800_camvid-240x320.py']
 load_from = '{{$RTKD_TEACHERS:../shared/teachers}}/bisenetv2_camvid-240x320.pth'
 max_iters = 1200
 param_scheduler = [

@@ -7,7 +7,7 @@
 # interruption:
 #   python tools/train.py configs/baselines/bisenetv2_1xb8-ft4k_camvid-240x320.py \
 #       --work-dir work_dirs/teacher_ft4k [--resume]   (../shared is read-only)
-_base_ = ['./bisenetv2_1800_camvid-240x320.py']
+_base_ = ['./bisenetv2_1xb8-1800_camvid-240x320.py']
 load_from = '{{$RTKD_TEACHERS:../shared/teachers}}/bisenetv2_camvid-240x320_ft3000.pth'
 max_iters = 4000
 param_scheduler = [

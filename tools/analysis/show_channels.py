@@ -16,7 +16,7 @@ Example::
     python tools/analysis/show_channels.py \\
         --teacher ../shared/teachers/bisenetv2_camvid-240x320_infer.py \\
                   ../shared/teachers/bisenetv2_camvid-240x320.pth \\
-        --student configs/baselines/mmseg-fast-scnn_2k_camvid-360x480.py \\
+        --student configs/baselines/mmseg-fast-scnn_1xb8-2k_camvid-360x480.py \\
                   work_dirs/base/iter_2000.pth \\
         --layer-teacher decode_head.conv_seg --layer-student decode_head.conv_seg \\
         --img ../shared/data/camvid/val/0016E5_07959.png --tau 4 --out channels.png

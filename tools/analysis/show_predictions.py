@@ -11,7 +11,7 @@ Example::
     python tools/analysis/show_predictions.py -n 4 \\
         --teacher ../shared/teachers/bisenetv2_camvid-240x320_infer.py \\
                   ../shared/teachers/bisenetv2_camvid-240x320.pth \\
-        --student configs/baselines/mmseg-fast-scnn_2k_camvid-360x480.py \\
+        --student configs/baselines/mmseg-fast-scnn_1xb8-2k_camvid-360x480.py \\
                   work_dirs/base/iter_2000.pth \\
         --distilled configs/distill/seg/cwd/<recipe>.py work_dirs/cwd/iter_2000.pth \\
         --out predictions.png

@@ -9,7 +9,7 @@ frequent training class), so "it learns" is a measured claim.
 Example (the network table in the README)::
 
     python tools/benchmarks/camvid_learning.py --iters 600 --crop 240 320 \
-        configs/fast_scnn/fast-scnn_2k_camvid-360x480.py configs/espnet/...
+        configs/fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py configs/espnet/...
 
 Writes ``<work-dir>/learning.md`` and ``learning.csv``.
 """

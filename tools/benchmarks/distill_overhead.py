@@ -1,7 +1,7 @@
 """Distillation step overhead and peak memory, measured in one run (any task).
 
     python tools/benchmarks/distill_overhead.py \
-        configs/distill/seg/cwd/cwd_logits_bisenetv2_fast-scnn_2k_camvid-360x480.py \
+        configs/distill/seg/cwd/cwd_logits_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py \
         --batch 8 --crop 240 320 --repeats 7
 
 Times, interleaved step by step so that machine-load drifts hit all three alike, and reported as

@@ -9,7 +9,7 @@
 # repository): python tools/misc/install_teacher.py THIS_FILE CKPT --name NAME; or test a teacher
 # on rtkd's CamVid test split:
 #   mim test mmseg configs/_base_/teachers/bisenetv2_camvid-240x320_infer.py --checkpoint T.pth
-# It loads the weights of configs/baselines/bisenetv2_1800_camvid-240x320.py and of its
+# It loads the weights of configs/baselines/bisenetv2_1xb8-1800_camvid-240x320.py and of its
 # continuations (their auxiliary heads' weights are left out).
 _base_ = ['mmseg::_base_/models/bisenetv2.py', '../datasets/camvid.py', '../default_runtime.py']
 norm_cfg = dict(type='BN', requires_grad=True)

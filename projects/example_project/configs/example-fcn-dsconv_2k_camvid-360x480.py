@@ -1,4 +1,4 @@
-_base_ = ['../../../configs/baselines/mmseg-fast-scnn_2k_camvid-360x480.py']
+_base_ = ['../../../configs/baselines/mmseg-fast-scnn_1xb8-2k_camvid-360x480.py']
 custom_imports = dict(
     imports=['rtkd', 'projects.example_project.example_project'], allow_failed_imports=False)
 norm_cfg = dict(type='BN', requires_grad=True)

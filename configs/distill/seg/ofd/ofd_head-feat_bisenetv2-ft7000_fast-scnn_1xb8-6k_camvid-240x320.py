@@ -1,6 +1,6 @@
 # OFD for the converged CamVid benchmark: the ft7000 BiSeNetV2 teacher -> the project's Fast-SCNN
 # with its 6k-iteration, 240x320-crop baseline recipe; the official segmentation settings of
-# ofd_head-feat_bisenetv2_fast-scnn_2k_camvid-360x480.py (margin ReLU from the teacher BN, partial
+# ofd_head-feat_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py (margin ReLU from the teacher BN, partial
 # L2, sum / batch x 1e-5 / 16, connector normal(0, sqrt(2/out)) at 10x lr, first epoch = 46
 # iterations connectors only). Both features are 1/8 of the crop (30 x 40). Live teacher.
 _base_ = ['../cwd/cwd_logits_bisenetv2-ft7000_fast-scnn_1xb8-6k_camvid-240x320.py']

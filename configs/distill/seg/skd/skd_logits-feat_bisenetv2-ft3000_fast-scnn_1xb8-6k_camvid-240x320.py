@@ -1,5 +1,5 @@
 # SKD (Liu et al., CVPR 2019) for the converged CamVid benchmark, with the official code's settings
-# (see skd_logits-feat_bisenetv2_fast-scnn_2k_camvid-360x480.py for where each number comes from):
+# (see skd_logits-feat_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py for where each number comes from):
 # pixel-wise KL x 10 (official sum-over-batch / (H*W) normalisation), pair-wise x 0.5 (pool scale
 # 0.5) on the features entering the classifiers, holistic WGAN-GP x 0.1 with an SGD critic
 # (lr 4e-4, constant). BiSeNetV2 continued to 3000 iterations (val 59.07) -> the project's

@@ -1,8 +1,8 @@
 # A segmentation student whose backbone comes from mmpretrain: MobileNetV2 (ImageNet weights from
 # mmpretrain) inside an mmseg EncoderDecoder, features at 1/4, 1/8, 1/16, 1/32 (stages 1, 2, 4, 6:
 # 24, 32, 96, 320 channels) fused by a light all-MLP head (mmseg SegformerHead, 128 channels).
-# CamVid 360x480, the same 2k-iteration recipe as configs/fast_scnn/fast-scnn_2k_camvid-360x480.py.
-_base_ = ['../../../fast_scnn/fast-scnn_2k_camvid-360x480.py']
+# CamVid 360x480, the same 2k-iteration recipe as configs/fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py.
+_base_ = ['../../../fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py']
 custom_imports = dict(imports=['rtkd', 'mmpretrain.models'], allow_failed_imports=False)
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(

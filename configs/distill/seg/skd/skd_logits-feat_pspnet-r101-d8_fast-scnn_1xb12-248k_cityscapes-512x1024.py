@@ -3,7 +3,7 @@
 # Teacher: mmseg PSPNet-R101-D8, Cityscapes val 79.76 mIoU (weights downloaded from OpenMMLab).
 # Student: the project's Fast-SCNN (paper recipe: batch 12, 248k iterations); its own data and schedule (inherited below).
 # Both logits are 1/8 of the crop (64 x 128). Run from the repo root.
-_base_ = ['../../../fast_scnn/fast-scnn_248k_cityscapes-512x1024.py',
+_base_ = ['../../../fast_scnn/fast-scnn_1xb12-248k_cityscapes-512x1024.py',
           '../../../_base_/distill_runtime.py']
 model = dict(
     _delete_=True,

@@ -12,7 +12,7 @@
 # h_c / max h = p_c / p_road; road is the largest class, void included). Your own, from your copy
 # of Cityscapes:
 #   python tools/dataset_converters/class_weights.py \
-#       configs/linknet/linknet-r18_40k_cityscapes-512x1024.py --method linknet
+#       configs/linknet/linknet-r18_1xb8-40k_cityscapes-512x1024.py --method linknet
 # The project's choices: horizontal flips (the official code has no augmentation), ImageNet
 # mean/std (official: train-set mean subtraction only), void ignored (official: an "Unlabeled"
 # class that is trained with its own weight). Single-device config (BN).

@@ -11,7 +11,7 @@
 # - the first epoch steps only the connectors (46 iterations = 367 images / batch 8), the student
 #   stays in train mode (its BN statistics move): freeze_student with modules=[''], norm_eval=False.
 # The student's BN-tapped feature is cloned by the tap, so its in-place ReLU does not change it.
-_base_ = ['../../../fast_scnn/fast-scnn_2k_camvid-360x480.py',
+_base_ = ['../../../fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
           '../../../_base_/teachers/bisenetv2_camvid-240x320.py',
           '../../../_base_/distill_runtime.py']
 model = dict(

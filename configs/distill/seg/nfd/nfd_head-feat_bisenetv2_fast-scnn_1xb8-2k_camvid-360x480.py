@@ -4,7 +4,7 @@
 # response KD on the logits; paper weights KD 10, NFD 0.7.
 # BiSeNetV2 (shared CamVid teacher) -> the project's Fast-SCNN, CamVid 360x480, 2k iterations.
 # The student tap is the dropout's input, so the student's training-time dropout is not distilled.
-_base_ = ['../../../fast_scnn/fast-scnn_2k_camvid-360x480.py',
+_base_ = ['../../../fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
           '../../../_base_/teachers/bisenetv2_camvid-240x320.py',
           '../../../_base_/distill_runtime.py']
 model = dict(

@@ -3,7 +3,7 @@
 # iterations (~44 epochs; the length and mmseg's CamVid augmentation are the project's choice).
 # Class weights with the official code's formula, w_c = 1 / ln(1.10 + p_c), p_c = pixel frequency
 # of class c over the 367 CamVid train labels, made by
-#   python tools/dataset_converters/class_weights.py configs/espnet/espnet_2k_camvid-360x480.py \
+#   python tools/dataset_converters/class_weights.py configs/espnet/espnet_1xb8-2k_camvid-360x480.py \
 #       --method espnet
 # Void is left out of the total (the project's choice; the official code, written for Cityscapes,
 # counts void as an extra class: --count-ignored gives 4.2053, 3.4828, 9.5964, 2.8715, 7.3918,

@@ -11,7 +11,7 @@
 # and constant over the 1024x512 train labels, void pixels included in the total as ESPNet counts
 # them. Your own, from your copy of Cityscapes:
 #   python tools/dataset_converters/class_weights.py \
-#       configs/espnet/espnet_75k_cityscapes-512x1024.py --method espnet --count-ignored
+#       configs/espnet/espnet_1xb12-75k_cityscapes-512x1024.py --method espnet --count-ignored
 # The project's choices: (1) the official "epoch" is five passes over the train set, at 1536x768,
 # 1280x720, 512x256, 768x384 and 1024x512 (flips, and random crop-and-resize-back of up to 100 or
 # 32 pixels per side); here only the 1024x512 scale with flips, 75k iterations x batch 12 ~ 302

@@ -6,7 +6,7 @@
 # histogram h of the 367 SegNet train labels (void excluded; it is not the largest class, so
 # counting it changes nothing), made by
 #   python tools/dataset_converters/class_weights.py \
-#       configs/linknet/linknet-r18_5k_camvid-360x480.py --method linknet
+#       configs/linknet/linknet-r18_1xb8-5k_camvid-360x480.py --method linknet
 # The project's choices: the common 480x360 SegNet version of CamVid (the official code remaps the
 # 32 raw classes itself and trains at 768x576), 360x480 crops with mmseg's CamVid augmentation (the
 # official code has none), ImageNet mean/std (official: mean subtraction only), void ignored.

@@ -10,13 +10,13 @@
 # training-time dropout of the student is not distilled; the teacher runs in eval mode.
 # Deviation: the critic is rtkd's ScoreMapCritic, not the official SAGAN-style net (HolisticKD).
 # BiSeNetV2 (shared CamVid teacher) -> the project's Fast-SCNN, CamVid 360x480, 2k iterations.
-_base_ = ['../../../fast_scnn/fast-scnn_2k_camvid-360x480.py',
+_base_ = ['../../../fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
           '../../../_base_/teachers/bisenetv2_camvid-240x320.py',
           '../../../_base_/distill_runtime.py']
 model = dict(
     _delete_=True,
     type='Distiller',
-    student='configs/fast_scnn/fast-scnn_2k_camvid-360x480.py',
+    student='configs/fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
     teacher={{_base_.teacher}},
     taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
               s_feat='student:decode_head.dropout#in', t_feat='teacher:decode_head.conv_seg#in'),

@@ -1,6 +1,6 @@
 # Fast-SCNN on CamVid (11 classes, 360x480 crops, batch 8): the paper's optimiser (SGD 0.045,
 # momentum 0.9, l2 4e-5 except depthwise convs, poly 0.9) and auxiliary losses; 2k iterations
-# (~44 epochs), the same schedule as configs/baselines/mmseg-fast-scnn_2k_camvid-360x480.py.
+# (~44 epochs), the same schedule as configs/baselines/mmseg-fast-scnn_1xb8-2k_camvid-360x480.py.
 _base_ = [
     '../_base_/models/fast_scnn.py', '../_base_/datasets/camvid.py', '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_poly.py'
