@@ -438,12 +438,13 @@ def test_teacher_sees_what_its_own_preprocessor_makes(s_norm, s_rgb, t_norm, t_r
 
 
 def test_adversarial_loss_extras_and_optimizer_check(teacher_files):
-    # extra_inputs: HolisticKD reads 'inputs' without any config entry
+    # extra_inputs: HolisticKD reads 'inputs' and 'data_samples' without any config entry
     model = make_distiller(teacher_files, losses=dict(loss_hkd=dict(
         type='HolisticKD', num_classes=11, num_convs=2, base_channels=8, loss_weight=0.1,
         student='s_logits', teacher='t_logits')))
     assert model.adversarial_losses == ['loss_hkd']
-    assert model.loss_maps['loss_hkd']['extras'] == {'inputs': 'inputs'}
+    assert model.loss_maps['loss_hkd']['extras'] == {'inputs': 'inputs',
+                                                     'data_samples': 'data_samples'}
     assert all('.discriminator.' in f'.{n}' for n in model._ddp_params_and_buffers_to_ignore)
     with pytest.raises(ValueError, match='train a discriminator'):
         model.train_step(batch(), sgd(model))

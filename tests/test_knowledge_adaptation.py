@@ -33,6 +33,7 @@ def teacher(tmp_path_factory):
     with open(cfg_path, 'w') as f:
         f.write(f"default_scope = 'mmseg'\nmodel = {seg_model(8)!r}\n")
     ckpt = osp.join(root, 'teacher.pth')
+    torch.manual_seed(0)  # the same teacher whatever ran before (module-scoped fixture)
     torch.save(dict(state_dict=build(seg_model(8)).state_dict()), ckpt)
     return cfg_path, ckpt
 
