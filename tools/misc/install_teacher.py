@@ -4,7 +4,8 @@ A teacher base (``configs/_base_/teachers/*.py``) names two files in the teacher
 inference config and the weights. This tool writes both from what training left behind::
 
     export RTKD_TEACHERS=$HOME/rtkd_teachers
-    python tools/misc/install_teacher.py configs/_base_/teachers/bisenetv2_camvid-240x320_infer.py \\
+    python tools/misc/install_teacher.py \\
+        configs/_base_/teachers/bisenetv2_camvid-240x320_infer.py \\
         work_dirs/teacher_ft4k/best_mIoU_iter_4000.pth --name bisenetv2_camvid-240x320_ft7000
 
 * ``<dest>/<name>.pth``: the weights the inference config uses, nothing else (training-only
@@ -22,13 +23,12 @@ Both files are written atomically. The destination is ``--dest``, else ``$RTKD_T
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import os
 import os.path as osp
 import sys
 
 import torch
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,14 +38,6 @@ def parse_args(argv=None):
     p.add_argument('--name', required=True, help='file name of the weights, without .pth')
     p.add_argument('--dest', default=None, help='teacher folder (default: $RTKD_TEACHERS)')
     return p.parse_args(argv)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def flat_inference_config(config: str):
@@ -67,36 +59,28 @@ def install(config: str, checkpoint: str, name: str, dest: str) -> tuple:
     """
     from mmengine.config import Config
 
-    from rtkd.apis import init_segmentor
-    from rtkd.distill.teacher_cache import atomic_write_bytes
+    from rtkd.apis import init_segmentor, load_weights
+    from rtkd.distill.teacher_cache import atomic_write_bytes, file_sha256
     if not name or osp.basename(name) != name or name.endswith('.pth'):
         raise ValueError(f'--name must be a plain file name without .pth, got {name!r}.')
     os.makedirs(dest, exist_ok=True)
     cfg = flat_inference_config(config)
     cfg_out = osp.join(dest, osp.basename(config.split('::')[-1]))
-    if osp.isfile(cfg_out):
-        have = Config.fromfile(cfg_out).model.to_dict()
-        if have != cfg.model.to_dict():
-            raise ValueError(f'{cfg_out} already holds a different model config; install this '
-                             'teacher into another folder (--dest) or remove that file.')
-    else:
+    if osp.isfile(cfg_out) and Config.fromfile(cfg_out).model.to_dict() != cfg.model.to_dict():
+        raise ValueError(f'{cfg_out} already holds a different model config; install this '
+                         'teacher into another folder (--dest) or remove that file.')
+    model = init_segmentor(cfg)
+    ckpt = load_weights(model, checkpoint)  # raises when the weights do not fit
+    src_meta = ckpt.get('meta') or {}
+    meta = dict(source=osp.abspath(checkpoint), source_sha256=file_sha256(checkpoint),
+                iter=src_meta.get('iter'),
+                dataset_meta=src_meta.get('dataset_meta') or model.dataset_meta or None)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if not osp.isfile(cfg_out):
         text = cfg.pretty_text
         atomic_write_bytes(cfg_out, lambda f: f.write(text.encode()))
-    model = init_segmentor(config, checkpoint)  # raises when the weights do not fit
-    src = torch.load(checkpoint, map_location='cpu', weights_only=False) \
-        if osp.isfile(checkpoint) else {}
-    meta = dict(source=osp.abspath(checkpoint), source_sha256=_sha256(checkpoint),
-                iter=(src.get('meta') or {}).get('iter') if isinstance(src, dict) else None,
-                dataset_meta=getattr(model, 'dataset_meta', None) or None)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     out = osp.join(dest, name + '.pth')
-
-    def write(f):
-        buf = io.BytesIO()
-        torch.save(dict(state_dict=state, meta=meta), buf)
-        f.write(buf.getvalue())
-
-    atomic_write_bytes(out, write)
+    atomic_write_bytes(out, lambda f: torch.save(dict(state_dict=state, meta=meta), f))
     torch.load(out, map_location='cpu', weights_only=True)  # the safe loader accepts it
     return out, cfg_out
 
