@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import os.path as osp
 
 import numpy as np
 import pytest
 
-from helpers import CONFIG_DIR, ROOT
+from helpers import CONFIG_DIR, ROOT, load_tool
 
 TOOL = osp.join(ROOT, 'tools', 'dataset_converters', 'class_weights.py')
 ESPNET = osp.join(CONFIG_DIR, 'espnet', 'espnet_1xb8-2k_camvid-360x480.py')
@@ -36,10 +35,7 @@ ENET_W = [
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('class_weights_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(osp.relpath(TOOL, ROOT))
 
 
 @pytest.fixture(scope='module')

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import helpers
 from helpers import CONFIG_DIR, ROOT, tiny_data_options
 
 TOOLS = osp.join(ROOT, 'tools', 'analysis')
@@ -58,10 +59,7 @@ def one_thread():
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', osp.join(TOOLS, f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return helpers.load_tool(osp.relpath(osp.join(TOOLS, f'{name}.py'), helpers.ROOT))
 
 
 def write_config(folder, runtime='vis_draw.py'):

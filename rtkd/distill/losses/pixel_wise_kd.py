@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
+from mmengine.dist import get_world_size
 from mmengine.registry import MODELS
 from torch import Tensor
 
@@ -69,7 +70,6 @@ class PixelWiseKD(BaseDistillLoss):
         if self.reduction == 'mean':
             denom = n * h * w
         else:
-            from mmengine.dist import get_world_size
             denom = h * w / get_world_size()  # DDP averages gradients: undo it for a sum
         return per_pixel.sum() / denom * (self.tau ** 2) * self.loss_weight
 
