@@ -490,7 +490,8 @@ def test_holistic_sample_keyed_alpha_is_layout_independent():
     real = torch.zeros(4, 3, 2, 2)
     one = HolisticKD(num_classes=3, alpha='sample')
     a = one._alphas(real, samples('a', 'b', 'c', 'd')).flatten().tolist()
-    half0, half1 = HolisticKD(num_classes=3, alpha='sample'), HolisticKD(num_classes=3, alpha='sample')
+    half0 = HolisticKD(num_classes=3, alpha='sample')
+    half1 = HolisticKD(num_classes=3, alpha='sample')
     b = half0._alphas(real[:2], samples('c', 'a')).flatten().tolist()
     c = half1._alphas(real[:2], samples('d', 'b')).flatten().tolist()
     assert b == [a[2], a[0]] and c == [a[3], a[1]]

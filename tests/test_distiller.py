@@ -362,7 +362,8 @@ def test_connector_only_warmup_keeps_student_weights_and_updates_its_bn(teacher_
     for k, v in model.student.named_parameters():
         assert torch.equal(v, params[k]), k
     assert all(m.training for m in model.student.modules())
-    moved = [k for k, v in model.student.named_buffers() if k in stats and not torch.equal(v, stats[k])]
+    moved = [k for k, v in model.student.named_buffers()
+             if k in stats and not torch.equal(v, stats[k])]
     assert moved, 'BN statistics must keep updating with norm_eval=False'
     assert not torch.equal(conn, model.connectors['s_logits'][0].conv.weight)
     model.train_step(batch(seed=1), ow)
@@ -382,7 +383,8 @@ def test_conv_bn_connector_ofd_init():
     want = (2.0 / 256) ** 0.5
     assert abs(float(ofd.conv.weight.std()) - want) < 0.03 * want
     assert abs(float(default.conv.weight.std()) - want) > 0.1 * want
-    assert torch.equal(ofd.bn.weight, torch.ones(256)) and torch.equal(ofd.bn.bias, torch.zeros(256))
+    assert torch.equal(ofd.bn.weight, torch.ones(256))
+    assert torch.equal(ofd.bn.bias, torch.zeros(256))
     with pytest.raises(ValueError, match="init must be one of"):
         MODELS.build(dict(type='ConvBNConnector', in_channels=4, out_channels=8, init='xavier'))
 
@@ -478,7 +480,7 @@ def test_channel_order_flag_of_every_toolbox():
     from mmpretrain.models.utils import ClsDataPreprocessor as ClsDataPreProcessor
     from mmseg.models import SegDataPreProcessor
 
-    from rtkd.distill.distiller import _bgr_to_rgb
+    from rtkd.distill.teacher import bgr_to_rgb as _bgr_to_rgb
     assert _bgr_to_rgb(ClsDataPreProcessor(to_rgb=True)) is True
     assert _bgr_to_rgb(ClsDataPreProcessor(to_rgb=False)) is False
     assert _bgr_to_rgb(SegDataPreProcessor(bgr_to_rgb=True)) is True

@@ -124,7 +124,7 @@ def test_in_repo_teacher_config_is_the_shared_one():
     """configs/_base_/teachers/bisenetv2_camvid-240x320_infer.py (what a user copies into
     $RTKD_TEACHERS) builds the same model dict as the shared inference config, so the
     teacher-cache / KA digests agree."""
-    from rtkd.distill.distiller import teacher_identity
+    from rtkd.distill.teacher import teacher_identity
     shared = teacher_identity(dict(config='../shared/teachers/bisenetv2_camvid-240x320_infer.py'))
     ours = teacher_identity(
         dict(config='configs/_base_/teachers/bisenetv2_camvid-240x320_infer.py'))

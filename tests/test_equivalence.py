@@ -110,11 +110,11 @@ def test_resume_equals_uninterrupted_run(camvid8, teacher, tmp_path, workers):
     (on resume it is the fresh seed's state, not the state after 4 iterations), so dropout masks
     and ``HolisticKD``'s default (``alpha='global'``) gradient-penalty draws differ after a resume
     (measured on this recipe: 4e-4 on the student with dropout 0.1, 1.7e-4 on the critic with
-    alpha='global'): dropout is 0 and the critic uses ``alpha='sample'`` (keyed on step, sample). The data stream
-    is repeated: the sampler's generator is seeded, the main-process numpy/random state is the
-    seed's plus the 4 batches mmengine replays to skip them, and workers are re-seeded
-    (seed + worker id) when the iterator is made, then replay the same batches - as long as
-    ``num_workers`` and the world size are the same in both launches."""
+    alpha='global'): dropout is 0 and the critic uses ``alpha='sample'`` (keyed on step, sample).
+    The data stream is repeated: the sampler's generator is seeded, the main-process numpy/random
+    state is the seed's plus the 4 batches mmengine replays to skip them, and workers are
+    re-seeded (seed + worker id) when the iterator is made, then replay the same batches - as
+    long as ``num_workers`` and the world size are the same in both launches."""
     def recipe(work):
         return eq.write_recipe(str(tmp_path / f'{osp.basename(work)}.py'), camvid8, work,
                                teacher, RESUME_ITERS, 4, pipeline=AUG_PIPE, shuffle=True,

@@ -19,6 +19,7 @@ from mmengine.registry import DefaultScope
 
 from ..version import __version__
 from .losses.pixel_wise_kd import pixel_divergence
+from .teacher import teacher_identity
 from .teacher_cache import (CACHE_FORMAT, MANIFEST, TeacherCache, TeacherCacheError,
                             check_pipeline_replayable, encode_tap, entry_key,
                             input_fingerprint, read_manifest, save_arrays, scale_tag,
@@ -82,7 +83,6 @@ def recipe_identity(cfg: Config, model, mode: str, scales=None, flip=False, topk
     Returns:
         dict: manifest fields (see :func:`build_geometric` / :func:`build_exact`).
     """
-    from .distiller import teacher_identity
     teacher = dict(live_recipe(cfg).model.teacher)
     ident = teacher_identity(teacher)
     taps = {sp.name: sp.text for sp in model._teacher_specs}

@@ -74,11 +74,8 @@ from .graph import (SPECIAL_INPUTS, ShapeReport, check_loss_name, describe_shape
                     is_adversarial, loss_class, map_extra_inputs, setup_hook, zero_term)
 from .schedules import build_schedule
 from .taps import TapSet, TapSpec, resolve_module
-from .teacher import teacher_identity  # noqa: F401  (re-exported)
-from .teacher import TeacherNotBuilt, adapt_inputs
-from .teacher import bgr_to_rgb as _bgr_to_rgb  # noqa: F401  (kept for callers)
-from .teacher import (build_frozen_teacher, input_transform, move_transform, normalize_teacher_spec,
-                      run_truncated)
+from .teacher import (TeacherNotBuilt, adapt_inputs, build_frozen_teacher, input_transform,
+                      move_transform, normalize_teacher_spec, run_truncated, teacher_identity)
 from .teacher_cache import TeacherCache
 
 

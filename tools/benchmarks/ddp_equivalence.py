@@ -39,10 +39,10 @@ The resume comparison (N uninterrupted vs N/2, stop, ``--resume`` to N) lives in
 ``tests/test_equivalence.py`` (bitwise equal with this recipe) and uses :func:`write_recipe`,
 :func:`max_abs_diff` and :class:`EquivalenceRecorderHook` (``stop_at``) from here. What mmengine
 cannot make exact on resume: the torch RNG is not in the checkpoint (dropout, the default
-``HolisticKD(alpha='global')`` penalty draw; measured 4e-4 / 1.7e-4 after 8 iterations); the data stream is
-repeated (seeded sampler, replayed skipped batches, re-seeded workers) when ``num_workers`` and
-the world size do not change. A run stopped by a smaller ``max_iters`` instead of an
-interruption resumes schedulers whose default ``end`` is the first launch's ``max_iters``
+``HolisticKD(alpha='global')`` penalty draw; measured 4e-4 / 1.7e-4 after 8 iterations); the data
+stream is repeated (seeded sampler, replayed skipped batches, re-seeded workers) when
+``num_workers`` and the world size do not change. A run stopped by a smaller ``max_iters``
+instead of an interruption resumes schedulers whose default ``end`` is the first launch's ``max_iters``
 (mmengine fills it in when building them and restores it from the checkpoint).
 
 Finding while testing the critic broadcast: mmengine's ``Runner._init_model_weights`` already
