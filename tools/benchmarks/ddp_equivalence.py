@@ -42,8 +42,8 @@ cannot make exact on resume: the torch RNG is not in the checkpoint (dropout, th
 ``HolisticKD(alpha='global')`` penalty draw; measured 4e-4 / 1.7e-4 after 8 iterations); the data
 stream is repeated (seeded sampler, replayed skipped batches, re-seeded workers) when
 ``num_workers`` and the world size do not change. A run stopped by a smaller ``max_iters``
-instead of an interruption resumes schedulers whose default ``end`` is the first launch's ``max_iters``
-(mmengine fills it in when building them and restores it from the checkpoint).
+instead of an interruption resumes schedulers whose default ``end`` is the first launch's
+``max_iters`` (mmengine fills it in when building them and restores it from the checkpoint).
 
 Finding while testing the critic broadcast: mmengine's ``Runner._init_model_weights`` already
 broadcasts the whole ``state_dict`` (critics included) from rank 0 after ``init_weights``, so
