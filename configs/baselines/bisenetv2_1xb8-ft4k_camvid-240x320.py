@@ -7,20 +7,13 @@
 # interruption:
 #   python tools/train.py configs/baselines/bisenetv2_1xb8-ft4k_camvid-240x320.py \
 #       --work-dir work_dirs/teacher_ft4k [--resume]   (../shared is read-only)
-_base_ = ['./bisenetv2_1xb8-1800_camvid-240x320.py']
+# The ft1200 continuation's recipe (checkpoints, seed) with a longer schedule and other weights.
+_base_ = ['./bisenetv2_1xb8-ft1200_camvid-240x320.py']
 load_from = '{{$RTKD_TEACHERS:../shared/teachers}}/bisenetv2_camvid-240x320_ft3000.pth'
 max_iters = 4000
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
     dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=100, end=max_iters, by_epoch=False),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=400)
-default_hooks = dict(
-    checkpoint=dict(
-        type='CheckpointHook',
-        by_epoch=False,
-        interval=400,
-        max_keep_ckpts=2,
-        save_best='mIoU',
-        save_last=True))
-randomness = dict(seed=0)
+train_cfg = dict(max_iters=max_iters)
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=2))
