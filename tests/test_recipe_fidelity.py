@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os.path as osp
+import re
 import uuid
 
 import pytest
@@ -103,9 +104,9 @@ def test_ofd_recipes_use_the_official_segmentation_settings(path):
     assert cfg.optim_wrapper.paramwise_cfg.custom_keys.connectors.lr_mult == 10.0
     fs = m.freeze_student
     assert fs.modules == [''] and fs.norm_eval is False
-    per_gpu = cfg.train_dataloader.batch_size
+    gpus, per_gpu = map(int, re.search(r'_(\d+)xb(\d+)-', osp.basename(path)).groups())
+    assert per_gpu == cfg.train_dataloader.batch_size, path  # the name states the batch
     images = {'camvid': 367, 'cityscapes': 2975}['camvid' if 'camvid' in path else 'cityscapes']
-    gpus = 4 if 'pspnet-r18' in path else 1  # the PSPNet-R18 student's recipe is 4 x 2 images
     assert fs.iters == -(-images // (per_gpu * gpus)), (fs.iters, per_gpu, gpus)  # one epoch
 
 
