@@ -207,6 +207,21 @@ def test_fgfi_loss_value_zero_and_errors():
             type='MlvlPointGenerator', strides=[8])))
 
 
+def test_fgfi_adapter_starts_from_the_official_small_truncated_normal():
+    torch.manual_seed(0)
+    official = MODELS.build(dict(type='FGFILoss', in_channels=64, out_channels=64)).adapter.conv
+    w = official.weight.detach()
+    assert w.abs().max() <= 2e-4 and w.std().item() == pytest.approx(0.88e-4, rel=0.1)
+    # the bias keeps PyTorch's default (the official truncated branch leaves it alone)
+    assert official.bias.abs().max() > 1e-3
+    pytorch = MODELS.build(dict(type='FGFILoss', in_channels=64, out_channels=64,
+                                adapter_init_std=None)).adapter.conv.weight
+    assert pytorch.abs().max() > 1e-2
+    with pytest.raises(ValueError, match='init_std must be a positive float'):
+        MODELS.build(dict(type='Conv3x3ReLUConnector', in_channels=4, out_channels=4,
+                          init_std=0))
+
+
 def test_distiller_det_zero_loss_and_gradients(det_teacher, tmp_path):
     # student == teacher (same config and weights), identity-initialised path: CWD/FGFI are 0
     same = dict(type='Distiller', student=dict(config=det_teacher[0]),

@@ -301,6 +301,12 @@ def test_schedules():
     s = LossSchedule(warmup_iters=10, decay_begin=20, decay_end=30, end_factor=0.5, stop_iter=40)
     assert [s(i) for i in (0, 5, 10, 20, 25, 30, 39, 40)] == [0, 0.5, 1, 1, 0.75, 0.5, 0.5, 0]
     assert LossSchedule(stop_epoch=2)(100, epoch=1) == 1 and LossSchedule(stop_epoch=2)(0, 2) == 0
+    # a hard start (FGFI: no imitation before iteration 400); a ramp counts from the start
+    assert [LossSchedule(start_iter=4)(i) for i in (0, 3, 4, 9)] == [0, 0, 1, 1]
+    ramp = LossSchedule(start_iter=4, warmup_iters=2)
+    assert [ramp(i) for i in (3, 4, 5, 6, 7)] == [0, 0, 0.5, 1, 1]
+    with pytest.raises(ValueError, match='start_iter must be >= 0'):
+        LossSchedule(start_iter=-1)
     with pytest.raises(TypeError, match='valid keys'):
         build_schedule(dict(warmup=3))
     with pytest.raises(ValueError, match='decay_begin and decay_end'):

@@ -110,6 +110,21 @@ def test_ofd_recipes_use_the_official_segmentation_settings(path):
     assert fs.iters == -(-images // (per_gpu * gpus)), (fs.iters, per_gpu, gpus)  # one epoch
 
 
+FGFI_RECIPES = sorted(glob.glob(osp.join(ROOT, 'configs', 'distill', 'det', 'fgfi', '*.py')))
+
+
+@pytest.mark.parametrize('path', FGFI_RECIPES, ids=osp.basename)
+def test_fgfi_recipes_use_the_official_adapter_init_and_warm_up(path):
+    """twangnh/Distilling-Object-Detectors, trainval_net_sup.py: adaptation conv from a
+    truncated normal with std 1e-4, no imitation in the first 400 iterations (--ws 400),
+    imitation weight 0.01 (--ilw), psi 0.5."""
+    from rtkd.distill import build_schedule
+    loss = Config.fromfile(path).model.losses.loss_fgfi
+    assert loss.adapter_init_std == 1e-4 and loss.loss_weight == 0.01 and loss.psi == 0.5
+    sched = build_schedule(loss.schedule)
+    assert [sched(i) for i in (0, 399, 400, 90000)] == [0, 0, 1, 1]
+
+
 @pytest.mark.skipif(not osp.isfile(TEACHER), reason='shared CamVid teacher not available')
 def test_ofd_connectors_get_ten_times_the_student_lr():
     """The paramwise key reaches the connector parameters of the built distiller."""

@@ -87,14 +87,24 @@ class Conv3x3ReLUConnector(BaseConnector):
         in_channels (int): student channels.
         out_channels (int): teacher channels.
         relu (bool): apply the ReLU (default True).
+        init_std (float | None): ``None`` (default): PyTorch's conv initialisation. A float:
+            the weight is drawn from a normal with this std truncated at +-2 std, the bias keeps
+            PyTorch's default, as the official FGFI code initialises its adaptation layer
+            (std 1e-4; it truncates by ``fmod(2)``, a wrap-around approximation of the same
+            truncation).
         like (str | None): unused, kept for a uniform interface.
     """
 
     def __init__(self, in_channels: int, out_channels: int, relu: bool = True,
-                 like: Optional[str] = None) -> None:
+                 init_std: Optional[float] = None, like: Optional[str] = None) -> None:
         super().__init__(like)
+        if init_std is not None and not (isinstance(init_std, (int, float)) and init_std > 0):
+            raise ValueError(f'Conv3x3ReLUConnector: init_std must be a positive float or None, '
+                             f'got {init_std!r}.')
         self.in_channels = in_channels
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        if init_std is not None:
+            nn.init.trunc_normal_(self.conv.weight, 0.0, init_std, -2 * init_std, 2 * init_std)
         self.act = nn.ReLU(inplace=False) if relu else nn.Identity()
 
     def forward(self, x: Tensor, ref: Optional[Tensor] = None) -> Tensor:

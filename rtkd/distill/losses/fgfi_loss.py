@@ -45,6 +45,14 @@ class FGFILoss(BaseDistillLoss):
     the detection head it feeds) or a distiller connector on the student tap (then leave
     ``in_channels=None``).
 
+    Official training details the recipes carry (``twangnh/Distilling-Object-Detectors``,
+    ``trainval_net_sup.py``): the adaptation conv starts from a truncated normal with std 1e-4
+    (``adapter_init_std``, so the adapter's output starts near ``ReLU(bias)`` and the imitation
+    gradient, not a random projection, shapes it), and the first 400 iterations train without
+    imitation (``--ws 400`` at batch 1; in a recipe: ``schedule=dict(start_iter=400)`` on the
+    loss entry). The official code multiplies the loss by 0 during that warm-up; the distiller
+    skips it, so the adapter gets neither gradient nor weight decay in those iterations.
+
     Anchor-free detectors (point prior generators) have no anchors: ``mask='auto'`` then falls back
     to GT-box regions (a location is imitated when its prior point lies inside a GT box) and logs
     it once; ``mask='anchor'`` raises instead.
@@ -54,6 +62,8 @@ class FGFILoss(BaseDistillLoss):
         in_channels (int | None): student channels for the built-in adaptation layer
             (None: no built-in layer).
         out_channels (int | None): teacher channels (default ``in_channels``).
+        adapter_init_std (float | None): std of the built-in adaptation conv's truncated-normal
+            initialisation. Official: 1e-4 (the default); None: PyTorch's default init.
         level (int | None): generator level of a single-tensor tap (e.g. 0 for ``neck[0]``).
         prior_generator (dict | None): explicit prior generator config (mmdet ``TASK_UTILS``,
             e.g. ``dict(type='AnchorGenerator', ...)``); default: read from the student.
@@ -67,7 +77,8 @@ class FGFILoss(BaseDistillLoss):
     extra_inputs: tuple[str, ...] = ('data_samples', )
 
     def __init__(self, psi: float = 0.5, in_channels: Optional[int] = None,
-                 out_channels: Optional[int] = None, level: Optional[int] = None,
+                 out_channels: Optional[int] = None, adapter_init_std: Optional[float] = 1e-4,
+                 level: Optional[int] = None,
                  prior_generator: Optional[dict] = None, prior_source: Optional[str] = None,
                  mask: str = 'auto', loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
@@ -79,7 +90,8 @@ class FGFILoss(BaseDistillLoss):
         self.prior_source = prior_source
         self.adapter = None
         if in_channels is not None:
-            self.adapter = Conv3x3ReLUConnector(in_channels, out_channels or in_channels)
+            self.adapter = Conv3x3ReLUConnector(in_channels, out_channels or in_channels,
+                                                init_std=adapter_init_std)
         elif out_channels is not None:
             raise ValueError('FGFILoss: out_channels given without in_channels; set both (or '
                              'neither, and put a Conv3x3ReLUConnector on the student tap).')
