@@ -313,6 +313,23 @@ def test_schedules():
         LossSchedule(decay_begin=3)
 
 
+def test_documented_schedule_keys_exist():
+    """Every ``schedule=dict(...)`` the README and the schedules module document uses real
+    LossSchedule keywords (the README once listed a ``decay_to`` that build_schedule rejects)."""
+    import inspect
+    import re
+    valid = set(inspect.signature(LossSchedule).parameters)
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    found = 0
+    for doc in ('README.md', 'rtkd/distill/schedules.py'):
+        text = open(osp.join(root, doc)).read()
+        for args in re.findall(r'schedule=dict\(([^)]*)\)', text):
+            keys = set(re.findall(r'(\w+)\s*=', args))
+            assert keys <= valid, (doc, keys - valid)
+            found += bool(keys)
+    assert found >= 2
+
+
 def test_schedule_in_distiller_and_state(teacher_files):
     model = make_distiller(teacher_files, losses=dict(loss_cwd=dict(
         type='ChannelWiseKD', tau=4.0, loss_weight=3.0, student='s_logits', teacher='t_logits',
