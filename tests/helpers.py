@@ -16,8 +16,13 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(ROOT, 'configs')
 
 
-def make_tiny_camvid(root: str, n_train: int = 4, n_val: int = 2, n_test: int = 2,
-                     h: int = 48, w: int = 64, seed: int = 0) -> str:
+def make_tiny_camvid(root: str,
+                     n_train: int = 4,
+                     n_val: int = 2,
+                     n_test: int = 2,
+                     h: int = 48,
+                     w: int = 64,
+                     seed: int = 0) -> str:
     """Write a CamVid-shaped folder (train/ trainannot/ val/ valannot/ test/ testannot/).
 
     Images are RGB PNGs whose colour depends on the label (so a model can learn something);
@@ -132,5 +137,6 @@ def is_distill_recipe(path: str) -> bool:
         return True
     m = re.search(r'_base_\s*=\s*\[([^\]]*)\]', text) or re.search(r"_base_\s*=\s*('[^']*')", text)
     bases = re.findall(r"'([^']+)'", m.group(1)) if m else []
-    return any(is_distill_recipe(osp.normpath(osp.join(osp.dirname(path), b)))
-               for b in bases if '::' not in b and b.endswith('.py'))
+    return any(
+        is_distill_recipe(osp.normpath(osp.join(osp.dirname(path), b))) for b in bases
+        if '::' not in b and b.endswith('.py'))

@@ -15,9 +15,9 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
+from mmpretrain.structures import DataSample
 
 import rtkd  # noqa: F401
-from mmpretrain.structures import DataSample
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLS_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs/distill/cls/**/*.py'), recursive=True))
@@ -44,13 +44,27 @@ def tiny_folder(tmp_path_factory) -> str:
 def classifier(depth: int, base: int = 8) -> dict:
     return dict(
         type='ImageClassifier',
-        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=2,
-                               mean=[125.3, 123.0, 113.9], std=[51.6, 50.8, 51.3], to_rgb=True),
-        backbone=dict(type='ResNet_CIFAR', depth=depth, base_channels=base, stem_channels=base,
-                      num_stages=4, out_indices=(3, ), style='pytorch'),
+        data_preprocessor=dict(
+            type='ClsDataPreprocessor',
+            num_classes=2,
+            mean=[125.3, 123.0, 113.9],
+            std=[51.6, 50.8, 51.3],
+            to_rgb=True),
+        backbone=dict(
+            type='ResNet_CIFAR',
+            depth=depth,
+            base_channels=base,
+            stem_channels=base,
+            num_stages=4,
+            out_indices=(3, ),
+            style='pytorch'),
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=2, in_channels=base * 8,
-                  loss=dict(type='CrossEntropyLoss', loss_weight=1.0), topk=(1, )))
+        head=dict(
+            type='LinearClsHead',
+            num_classes=2,
+            in_channels=base * 8,
+            loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+            topk=(1, )))
 
 
 @pytest.fixture(scope='module')
@@ -67,35 +81,43 @@ def cls_teacher(tmp_path_factory):
 
 
 def kd_distiller(teacher, hint: bool = True) -> dict:
-    cfg = dict(type='Distiller', student=dict(model=classifier(18, 8), scope='mmpretrain'),
-               teacher=dict(config=teacher[0], checkpoint=teacher[1]),
-               taps=dict(s_logits='student:head.fc', t_logits='teacher:head.fc'),
-               losses=dict(loss_kd=dict(type='HintonKD', tau=4.0, loss_weight=1.0,
-                                        student='s_logits', teacher='t_logits')))
+    cfg = dict(
+        type='Distiller',
+        student=dict(model=classifier(18, 8), scope='mmpretrain'),
+        teacher=dict(config=teacher[0], checkpoint=teacher[1]),
+        taps=dict(s_logits='student:head.fc', t_logits='teacher:head.fc'),
+        losses=dict(
+            loss_kd=dict(
+                type='HintonKD', tau=4.0, loss_weight=1.0, student='s_logits', teacher='t_logits')))
     if hint:
         cfg['taps'].update(s_feat='student:backbone[0]', t_feat='teacher:backbone[0]')
-        cfg['connectors'] = dict(s_feat=dict(type='ConvBNConnector', in_channels=64,
-                                             out_channels=128))
+        cfg['connectors'] = dict(
+            s_feat=dict(type='ConvBNConnector', in_channels=64, out_channels=128))
         cfg['losses']['loss_hint'] = dict(type='FitNetsLoss', student='s_feat', teacher='t_feat')
     return cfg
 
 
 def cls_batch(n: int = 2) -> dict:
     g = torch.Generator().manual_seed(0)
-    inputs = [torch.randint(0, 255, (3, 32, 32), generator=g, dtype=torch.uint8)
-              for _ in range(n)]
+    inputs = [torch.randint(0, 255, (3, 32, 32), generator=g, dtype=torch.uint8) for _ in range(n)]
     samples = [DataSample().set_gt_label(i % 2) for i in range(n)]
     return dict(inputs=inputs, data_samples=samples)
 
 
 def test_kd_zero_when_student_equals_teacher_and_gradients(cls_teacher):
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        same = dict(type='Distiller', student=dict(config=cls_teacher[0]),
-                    teacher=dict(config=cls_teacher[0], checkpoint=cls_teacher[1]),
-                    taps=dict(s='student:head.fc', t='teacher:head.fc',
-                              sf='student:backbone[0]', tf='teacher:backbone[0]'),
-                    losses=dict(loss_kd=dict(type='HintonKD', tau=4.0, student='s', teacher='t'),
-                                loss_hint=dict(type='FitNetsLoss', student='sf', teacher='tf')))
+        same = dict(
+            type='Distiller',
+            student=dict(config=cls_teacher[0]),
+            teacher=dict(config=cls_teacher[0], checkpoint=cls_teacher[1]),
+            taps=dict(
+                s='student:head.fc',
+                t='teacher:head.fc',
+                sf='student:backbone[0]',
+                tf='teacher:backbone[0]'),
+            losses=dict(
+                loss_kd=dict(type='HintonKD', tau=4.0, student='s', teacher='t'),
+                loss_hint=dict(type='FitNetsLoss', student='sf', teacher='tf')))
         model = MODELS.build(same)
         model.student.load_state_dict(model.teacher.state_dict())
         model.train()
@@ -149,8 +171,8 @@ model = {model!r}
 
 def test_cls_runner_train_test_and_student_export(tiny_folder, cls_teacher, tmp_path):
     work = str(tmp_path / 'work')
-    cfg = Config.fromfile(cls_runner_config(str(tmp_path / 'kd.py'), tiny_folder, work,
-                                            kd_distiller(cls_teacher)))
+    cfg = Config.fromfile(
+        cls_runner_config(str(tmp_path / 'kd.py'), tiny_folder, work, kd_distiller(cls_teacher)))
     cfg.custom_hooks = [dict(type='StudentCheckpointHook', interval=2)]
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -162,8 +184,9 @@ def test_cls_runner_train_test_and_student_export(tiny_folder, cls_teacher, tmp_
     import runpy
     runpy.run_path(osp.join(ROOT, 'tools/model_converters/extract_student.py'))['main'](
         [osp.join(work, 'iter_2.pth'), out])
-    s_cfg = Config.fromfile(cls_runner_config(str(tmp_path / 'student.py'), tiny_folder,
-                                              str(tmp_path / 's'), classifier(18, 8)))
+    s_cfg = Config.fromfile(
+        cls_runner_config(
+            str(tmp_path / 'student.py'), tiny_folder, str(tmp_path / 's'), classifier(18, 8)))
     s_cfg.load_from = out
     plain = Runner.from_cfg(s_cfg).test()
     assert plain['accuracy/top1'] == pytest.approx(kd['accuracy/top1'])
@@ -198,6 +221,7 @@ def test_cls_recipes_build(path):
 def test_mmpretrain_backbone_seg_student_distils():
     """The shipped recipe builds and takes one training step (backbone frozen, CWD on logits)."""
     from mmengine.optim import OptimWrapper
+
     from test_distiller import batch
     path = osp.join(SEG_MMPRETRAIN, 'cwd_logits_bisenetv2_mmpretrain-mobilenetv2_1xb8-2k_camvid-'
                     '360x480.py')
@@ -205,8 +229,8 @@ def test_mmpretrain_backbone_seg_student_distils():
         pytest.skip('shared CamVid teacher not available')
     cfg = Config.fromfile(path)
     # no download here: the student's ImageNet init is not applied (init_weights is not called)
-    cfg.model.student = dict(config=cfg.model.student,
-                             cfg_options={'model.data_preprocessor.size': (32, 48)})
+    cfg.model.student = dict(
+        config=cfg.model.student, cfg_options={'model.data_preprocessor.size': (32, 48)})
     cwd = os.getcwd()
     os.chdir(ROOT)  # recipes are run from the repo root ('../shared/...' paths)
     try:
@@ -235,8 +259,10 @@ def test_teacher_with_other_channel_order_gets_flipped_inputs(cls_teacher, tmp_p
     with open(path, 'w') as f:
         f.write(f"default_scope = 'mmpretrain'\nmodel = {bgr!r}\n")
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        flipped = MODELS.build(dict(kd_distiller(cls_teacher, hint=False),
-                                    teacher=dict(config=path, checkpoint=cls_teacher[1])))
+        flipped = MODELS.build(
+            dict(
+                kd_distiller(cls_teacher, hint=False),
+                teacher=dict(config=path, checkpoint=cls_teacher[1])))
         same = MODELS.build(kd_distiller(cls_teacher, hint=False))
     assert same._teacher_norm is None
     assert flipped._teacher_norm is not None and flipped._teacher_norm[-1] is True

@@ -13,15 +13,14 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 from mmengine.structures import InstanceData
 
 import rtkd  # noqa: F401
-from mmdet.structures import DetDataSample
-from mmdet.structures.bbox import HorizontalBoxes
-
 from rtkd.distill.det_utils import anchor_imitation_masks, gt_box_masks
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -44,8 +43,14 @@ def make_tiny_coco(root: str, n: int = 4, size: int = 64, seed: int = 0) -> str:
             x, y = int(rng.integers(0, size // 2)), int(rng.integers(0, size // 2))
             w, h = int(rng.integers(12, size // 2)), int(rng.integers(12, size // 2))
             img[y:y + h, x:x + w] = (200, 60, 60) if k == 0 else (60, 200, 60)
-            anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=k + 1,
-                             bbox=[x, y, w, h], area=w * h, iscrowd=0))
+            anns.append(
+                dict(
+                    id=len(anns) + 1,
+                    image_id=i + 1,
+                    category_id=k + 1,
+                    bbox=[x, y, w, h],
+                    area=w * h,
+                    iscrowd=0))
         name = f'{i:04d}.png'
         cv2.imwrite(osp.join(root, 'images', name), img)
         images.append(dict(id=i + 1, file_name=name, width=size, height=size))
@@ -64,31 +69,66 @@ def retinanet(base: int, fpn: int) -> dict:
     """A tiny mmdet RetinaNet: ResNet-18 layout with ``base`` channels, FPN with ``fpn``."""
     return dict(
         type='RetinaNet',
-        data_preprocessor=dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                               std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
-                               pad_size_divisor=32),
-        backbone=dict(type='ResNet', depth=18, base_channels=base, stem_channels=base,
-                      num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=-1, norm_cfg=BN,
-                      norm_eval=False, style='pytorch'),
-        neck=dict(type='FPN', in_channels=[base, base * 2, base * 4, base * 8],
-                  out_channels=fpn, start_level=1, add_extra_convs='on_input', num_outs=5),
+        data_preprocessor=dict(
+            type='DetDataPreprocessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            bgr_to_rgb=True,
+            pad_size_divisor=32),
+        backbone=dict(
+            type='ResNet',
+            depth=18,
+            base_channels=base,
+            stem_channels=base,
+            num_stages=4,
+            out_indices=(0, 1, 2, 3),
+            frozen_stages=-1,
+            norm_cfg=BN,
+            norm_eval=False,
+            style='pytorch'),
+        neck=dict(
+            type='FPN',
+            in_channels=[base, base * 2, base * 4, base * 8],
+            out_channels=fpn,
+            start_level=1,
+            add_extra_convs='on_input',
+            num_outs=5),
         bbox_head=dict(
-            type='RetinaHead', num_classes=2, in_channels=fpn, stacked_convs=1,
+            type='RetinaHead',
+            num_classes=2,
+            in_channels=fpn,
+            stacked_convs=1,
             feat_channels=fpn,
-            anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
-                                  scales_per_octave=3, ratios=[0.5, 1.0, 2.0],
-                                  strides=[8, 16, 32, 64, 128]),
-            bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[.0, .0, .0, .0],
-                            target_stds=[1.0, 1.0, 1.0, 1.0]),
-            loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                          loss_weight=1.0),
+            anchor_generator=dict(
+                type='AnchorGenerator',
+                octave_base_scale=4,
+                scales_per_octave=3,
+                ratios=[0.5, 1.0, 2.0],
+                strides=[8, 16, 32, 64, 128]),
+            bbox_coder=dict(
+                type='DeltaXYWHBBoxCoder',
+                target_means=[.0, .0, .0, .0],
+                target_stds=[1.0, 1.0, 1.0, 1.0]),
+            loss_cls=dict(
+                type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
             loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
-        train_cfg=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.4,
-                                     min_pos_iou=0, ignore_iof_thr=-1),
-                       sampler=dict(type='PseudoSampler'), allowed_border=-1, pos_weight=-1,
-                       debug=False),
-        test_cfg=dict(nms_pre=100, min_bbox_size=0, score_thr=0.0,
-                      nms=dict(type='nms', iou_threshold=0.5), max_per_img=20))
+        train_cfg=dict(
+            assigner=dict(
+                type='MaxIoUAssigner',
+                pos_iou_thr=0.5,
+                neg_iou_thr=0.4,
+                min_pos_iou=0,
+                ignore_iof_thr=-1),
+            sampler=dict(type='PseudoSampler'),
+            allowed_border=-1,
+            pos_weight=-1,
+            debug=False),
+        test_cfg=dict(
+            nms_pre=100,
+            min_bbox_size=0,
+            score_thr=0.0,
+            nms=dict(type='nms', iou_threshold=0.5),
+            max_per_img=20))
 
 
 @pytest.fixture(scope='module')
@@ -109,16 +149,30 @@ def det_distiller(teacher, **kw) -> dict:
     taps = dict(s_fpn='student:neck', t_fpn='teacher:neck')
     taps.update({f's_p{i}': f'student:neck[{i}]' for i in range(5)})
     taps.update({f't_p{i}': f'teacher:neck[{i}]' for i in range(5)})
-    losses = dict(loss_fgfi=dict(type='FGFILoss', psi=0.5, in_channels=16, out_channels=32,
-                                 loss_weight=0.01, student='s_fpn', teacher='t_fpn'))
-    losses.update({f'loss_cwd_p{i}': dict(type='ChannelWiseKD', tau=1.0, loss_weight=1.0,
-                                          student=f's_p{i}', teacher=f't_p{i}')
-                   for i in range(5)})
-    cfg = dict(type='Distiller', student=dict(model=retinanet(8, 16), scope='mmdet'),
-               teacher=dict(config=teacher[0], checkpoint=teacher[1]), taps=taps,
-               connectors={f's_p{i}': dict(type='ConvBNConnector', in_channels=16,
-                                           out_channels=32) for i in range(5)},
-               losses=losses)
+    losses = dict(
+        loss_fgfi=dict(
+            type='FGFILoss',
+            psi=0.5,
+            in_channels=16,
+            out_channels=32,
+            loss_weight=0.01,
+            student='s_fpn',
+            teacher='t_fpn'))
+    losses.update({
+        f'loss_cwd_p{i}':
+        dict(type='ChannelWiseKD', tau=1.0, loss_weight=1.0, student=f's_p{i}', teacher=f't_p{i}')
+        for i in range(5)
+    })
+    cfg = dict(
+        type='Distiller',
+        student=dict(model=retinanet(8, 16), scope='mmdet'),
+        teacher=dict(config=teacher[0], checkpoint=teacher[1]),
+        taps=taps,
+        connectors={
+            f's_p{i}': dict(type='ConvBNConnector', in_channels=16, out_channels=32)
+            for i in range(5)
+        },
+        losses=losses)
     cfg.update(kw)
     return cfg
 
@@ -127,8 +181,13 @@ def det_sample(boxes, shape=(64, 64)) -> DetDataSample:
     s = DetDataSample()
     b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     s.gt_instances = InstanceData(bboxes=HorizontalBoxes(b), labels=torch.zeros(len(b)).long())
-    s.set_metainfo(dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
-                        batch_input_shape=shape, scale_factor=(1.0, 1.0)))
+    s.set_metainfo(
+        dict(
+            img_shape=shape,
+            ori_shape=shape,
+            pad_shape=shape,
+            batch_input_shape=shape,
+            scale_factor=(1.0, 1.0)))
     return s
 
 
@@ -174,8 +233,8 @@ def test_fgfi_mask_max_over_levels_and_gt_box_fallback():
     assert m0_only.any()
     # GT-box fallback with a point generator: points (x+0.5)*8 inside [4, 4, 20, 12]
     from mmdet.registry import TASK_UTILS
-    pts = TASK_UTILS.build(dict(type='MlvlPointGenerator', _scope_='mmdet', strides=[8],
-                                offset=0.5))
+    pts = TASK_UTILS.build(
+        dict(type='MlvlPointGenerator', _scope_='mmdet', strides=[8], offset=0.5))
     (g, ) = gt_box_masks(pts, [(3, 4)], [torch.tensor([[4., 4., 20., 12.]])])
     exp = torch.zeros(1, 3, 4, dtype=torch.bool)
     exp[0, 0:2, 0:3] = True  # points x in {4, 12, 20}, y in {4, 12} lie inside (inclusive)
@@ -183,13 +242,16 @@ def test_fgfi_mask_max_over_levels_and_gt_box_fallback():
 
 
 def test_fgfi_loss_value_zero_and_errors():
-    loss = MODELS.build(dict(type='FGFILoss', prior_generator=dict(
-        type='AnchorGenerator', strides=[8], ratios=[1.0], scales=[1], base_sizes=[8])))
+    loss = MODELS.build(
+        dict(
+            type='FGFILoss',
+            prior_generator=dict(
+                type='AnchorGenerator', strides=[8], ratios=[1.0], scales=[1], base_sizes=[8])))
     samples = [det_sample([[4, 4, 20, 12]]), det_sample([])]
     s = torch.randn(2, 3, 3, 4, requires_grad=True)
     t = torch.randn(2, 3, 3, 4)
     val = loss(s, t, data_samples=samples)
-    expected = ((s - t) ** 2)[0, :, 1, 1:3].sum() / (2 * 2)
+    expected = ((s - t)**2)[0, :, 1, 1:3].sum() / (2 * 2)
     assert torch.allclose(val, expected)
     assert loss(t.clone(), t, data_samples=samples).item() == 0.0
     assert loss(s, t, data_samples=[det_sample([]), det_sample([])]).item() == 0.0
@@ -198,13 +260,18 @@ def test_fgfi_loss_value_zero_and_errors():
     with pytest.raises(ValueError, match=r'psi must be in \(0, 1\]'):
         MODELS.build(dict(type='FGFILoss', psi=0))
     # anchor-free student: 'auto' falls back to GT-box regions (rows 0-1, cols 0-2 here)
-    free = MODELS.build(dict(type='FGFILoss', prior_generator=dict(
-        type='MlvlPointGenerator', strides=[8], offset=0.5)))
+    free = MODELS.build(
+        dict(
+            type='FGFILoss',
+            prior_generator=dict(type='MlvlPointGenerator', strides=[8], offset=0.5)))
     val = free(s, t, data_samples=samples)
-    assert torch.allclose(val, ((s - t) ** 2)[0, :, 0:2, 0:3].sum() / (2 * 6))
+    assert torch.allclose(val, ((s - t)**2)[0, :, 0:2, 0:3].sum() / (2 * 6))
     with pytest.raises(ValueError, match='mask="gt_box"'):
-        MODELS.build(dict(type='FGFILoss', mask='anchor', prior_generator=dict(
-            type='MlvlPointGenerator', strides=[8])))
+        MODELS.build(
+            dict(
+                type='FGFILoss',
+                mask='anchor',
+                prior_generator=dict(type='MlvlPointGenerator', strides=[8])))
 
 
 def test_fgfi_adapter_starts_from_the_official_small_truncated_normal():
@@ -214,29 +281,32 @@ def test_fgfi_adapter_starts_from_the_official_small_truncated_normal():
     assert w.abs().max() <= 2e-4 and w.std().item() == pytest.approx(0.88e-4, rel=0.1)
     # the bias keeps PyTorch's default (the official truncated branch leaves it alone)
     assert official.bias.abs().max() > 1e-3
-    pytorch = MODELS.build(dict(type='FGFILoss', in_channels=64, out_channels=64,
-                                adapter_init_std=None)).adapter.conv.weight
+    pytorch = MODELS.build(
+        dict(type='FGFILoss', in_channels=64, out_channels=64,
+             adapter_init_std=None)).adapter.conv.weight
     assert pytorch.abs().max() > 1e-2
     with pytest.raises(ValueError, match='init_std must be a positive float'):
-        MODELS.build(dict(type='Conv3x3ReLUConnector', in_channels=4, out_channels=4,
-                          init_std=0))
+        MODELS.build(dict(type='Conv3x3ReLUConnector', in_channels=4, out_channels=4, init_std=0))
 
 
 def test_distiller_det_zero_loss_and_gradients(det_teacher, tmp_path):
     # student == teacher (same config and weights), identity-initialised path: CWD/FGFI are 0
-    same = dict(type='Distiller', student=dict(config=det_teacher[0]),
-                teacher=dict(config=det_teacher[0], checkpoint=det_teacher[1]),
-                taps=dict(s='student:neck', t='teacher:neck', s0='student:neck[0]',
-                          t0='teacher:neck[0]'),
-                losses=dict(loss_fgfi=dict(type='FGFILoss', student='s', teacher='t'),
-                            loss_cwd=dict(type='ChannelWiseKD', tau=1.0, student='s0',
-                                          teacher='t0')))
+    same = dict(
+        type='Distiller',
+        student=dict(config=det_teacher[0]),
+        teacher=dict(config=det_teacher[0], checkpoint=det_teacher[1]),
+        taps=dict(s='student:neck', t='teacher:neck', s0='student:neck[0]', t0='teacher:neck[0]'),
+        losses=dict(
+            loss_fgfi=dict(type='FGFILoss', student='s', teacher='t'),
+            loss_cwd=dict(type='ChannelWiseKD', tau=1.0, student='s0', teacher='t0')))
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(same)
         model.student.load_state_dict(model.teacher.state_dict())
         model.train()
-        data = dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
-                    data_samples=[det_sample([[4, 4, 40, 30]]), det_sample([[10, 20, 60, 60]])])
+        data = dict(
+            inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
+            data_samples=[det_sample([[4, 4, 40, 30]]),
+                          det_sample([[10, 20, 60, 60]])])
         model.student.eval()  # BN in eval on both sides -> identical features
         d = model.data_preprocessor(data, True)
         losses = model.loss(d['inputs'], d['data_samples'])
@@ -248,8 +318,8 @@ def test_distiller_det_zero_loss_and_gradients(det_teacher, tmp_path):
         d = model.data_preprocessor(data, True)
         losses = model.loss(d['inputs'], d['data_samples'])
         assert losses['loss_fgfi'].item() > 0
-        sum(v for k, v in losses.items() if k.startswith('loss_fgfi') or
-            k.startswith('loss_cwd')).backward()
+        sum(v for k, v in losses.items()
+            if k.startswith('loss_fgfi') or k.startswith('loss_cwd')).backward()
     assert all(p.grad is None for p in model.teacher.parameters())
     assert model.losses['loss_fgfi'].adapter.conv.weight.grad is not None
     assert model.connectors['s_p0'][0].conv.weight.grad is not None
@@ -261,15 +331,20 @@ def test_distiller_det_zero_loss_and_gradients(det_teacher, tmp_path):
 def test_cwd_on_head_logits_needs_predict_mode(det_teacher):
     """Per-level classification logits of RetinaHead via the head's output tuple."""
     taps = dict(s_cls='student:bbox_head[0][0]', t_cls='teacher:bbox_head[0][0]')
-    cfg = dict(type='Distiller', student=dict(config=det_teacher[0]),
-               teacher=dict(config=det_teacher[0], checkpoint=det_teacher[1]), taps=taps,
-               teacher_mode='predict',
-               losses=dict(loss_cwd_cls=dict(type='ChannelWiseKD', tau=4.0, loss_weight=3.0,
-                                             student='s_cls', teacher='t_cls')))
+    cfg = dict(
+        type='Distiller',
+        student=dict(config=det_teacher[0]),
+        teacher=dict(config=det_teacher[0], checkpoint=det_teacher[1]),
+        taps=taps,
+        teacher_mode='predict',
+        losses=dict(
+            loss_cwd_cls=dict(
+                type='ChannelWiseKD', tau=4.0, loss_weight=3.0, student='s_cls', teacher='t_cls')))
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg).train()
-        data = dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)],
-                    data_samples=[det_sample([[4, 4, 40, 30]])])
+        data = dict(
+            inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)],
+            data_samples=[det_sample([[4, 4, 40, 30]])])
         d = model.data_preprocessor(data, True)
         losses = model.loss(d['inputs'], d['data_samples'])
     assert torch.isfinite(losses['loss_cwd_cls']) and losses['loss_cwd_cls'].item() >= 0
@@ -322,22 +397,25 @@ model = {model!r}
 
 def test_det_runner_train_test_and_student_export(tiny_coco, det_teacher, tmp_path):
     work = str(tmp_path / 'work')
-    cfg = Config.fromfile(det_runner_config(str(tmp_path / 'kd.py'), tiny_coco, work,
-                                            det_distiller(det_teacher)))
+    cfg = Config.fromfile(
+        det_runner_config(str(tmp_path / 'kd.py'), tiny_coco, work, det_distiller(det_teacher)))
     cfg.custom_hooks = [dict(type='StudentCheckpointHook', interval=2)]
     runner = Runner.from_cfg(cfg)
     runner.train()
     scalars = set(runner.message_hub.log_scalars)
-    assert {'train/loss_fgfi', 'train/loss_cwd_p0', 'train/loss_cwd_p4', 'train/loss_cls',
-            'train/loss_bbox'} <= scalars, scalars
+    assert {
+        'train/loss_fgfi', 'train/loss_cwd_p0', 'train/loss_cwd_p4', 'train/loss_cls',
+        'train/loss_bbox'
+    } <= scalars, scalars
     kd = runner.test()
     assert 'coco/bbox_mAP' in kd
     student_ckpt = osp.join(work, 'student_latest.pth')
     sd = torch.load(student_ckpt, map_location='cpu')['state_dict']
     assert not any(k.startswith(('losses', 'connectors', 'student.')) for k in sd)
 
-    s_cfg = Config.fromfile(det_runner_config(str(tmp_path / 'student.py'), tiny_coco,
-                                              str(tmp_path / 's'), retinanet(8, 16)))
+    s_cfg = Config.fromfile(
+        det_runner_config(
+            str(tmp_path / 'student.py'), tiny_coco, str(tmp_path / 's'), retinanet(8, 16)))
     s_cfg.load_from = student_ckpt
     plain = Runner.from_cfg(s_cfg).test()
     assert plain['coco/bbox_mAP'] == pytest.approx(kd['coco/bbox_mAP'])

@@ -18,8 +18,10 @@ from rtkd.distill.losses import (AttentionTransferLoss, ChannelWiseKD, FitNetsLo
                                  HolisticKD, NFDLoss, OFDLoss, PairWiseKD, PixelWiseKD,
                                  margin_from_bn)
 
-ALL_NAMES = ['PixelWiseKD', 'PairWiseKD', 'HolisticKD', 'ChannelWiseKD', 'OFDLoss', 'NFDLoss',
-             'FitNetsLoss', 'AttentionTransferLoss', 'HintonKD']
+ALL_NAMES = [
+    'PixelWiseKD', 'PairWiseKD', 'HolisticKD', 'ChannelWiseKD', 'OFDLoss', 'NFDLoss', 'FitNetsLoss',
+    'AttentionTransferLoss', 'HintonKD'
+]
 
 
 def rand(*shape, seed=0, dtype=torch.float64):
@@ -89,7 +91,7 @@ def test_hinton_kd_value_zero_invariance_grad():
     for n in range(3):
         for c in range(5):
             expected += pt[n, c] * (math.log(pt[n, c]) - math.log(ps[n, c]))
-    expected = expected / 3 * tau ** 2
+    expected = expected / 3 * tau**2
     assert loss.item() == pytest.approx(expected, rel=1e-9)
     assert HintonKD(tau=tau)(t, t).item() == pytest.approx(0.0, abs=1e-12)
     shift = rand(3, 1, seed=3) * 10
@@ -100,8 +102,8 @@ def test_hinton_kd_value_zero_invariance_grad():
 def test_hinton_kd_dense_equals_flattened_pixels():
     s, t = rand(2, 4, 3, 5, seed=1), rand(2, 4, 3, 5, seed=2)
     dense = HintonKD(tau=3.0)(s, t)
-    flat = HintonKD(tau=3.0)(s.permute(0, 2, 3, 1).reshape(-1, 4),
-                             t.permute(0, 2, 3, 1).reshape(-1, 4))
+    flat = HintonKD(tau=3.0)(s.permute(0, 2, 3, 1).reshape(-1, 4), t.permute(0, 2, 3,
+                                                                             1).reshape(-1, 4))
     assert torch.allclose(dense, flat)
     with pytest.raises(ValueError, match='ConvBNConnector'):
         HintonKD()(rand(2, 4), rand(2, 6))
@@ -122,7 +124,7 @@ def test_pixel_wise_kd_value_and_official_normalisation():
                 ps1, pt1 = np_softmax(sn[i, :, y, x], 0), np_softmax(tn[i, :, y, x], 0)
                 ce_t1 += float(-(pt1 * np.log(ps1)).sum())
     loss = PixelWiseKD(tau=tau)(s, t)
-    assert loss.item() == pytest.approx(kl / (n * h * w) * tau ** 2, rel=1e-9)
+    assert loss.item() == pytest.approx(kl / (n * h * w) * tau**2, rel=1e-9)
     official = PixelWiseKD(divergence='ce', reduction='sum_batch')(s, t)
     assert official.item() == pytest.approx(ce_t1 / (h * w), rel=1e-9)
     # cross-entropy minus KL is the teacher entropy (independent of the student)
@@ -146,6 +148,7 @@ def test_pixel_wise_kd_zero_invariance_grad_shapes():
 
 # ---------------------------------------------------------------- pair-wise KD
 def _np_pairwise(s, t, scale):
+
     def pool(f):
         n, c, h, w = f.shape
         kh, kw = max(1, int(h * scale)), max(1, int(w * scale))
@@ -159,7 +162,7 @@ def _np_pairwise(s, t, scale):
     def sim(f):
         n, c, h, w = f.shape
         nodes = f.reshape(n, c, h * w)
-        nodes = nodes / (np.sqrt((nodes ** 2).sum(1, keepdims=True)) + 1e-8)
+        nodes = nodes / (np.sqrt((nodes**2).sum(1, keepdims=True)) + 1e-8)
         a = np.zeros((n, h * w, h * w))
         for b in range(n):
             for i in range(h * w):
@@ -170,7 +173,7 @@ def _np_pairwise(s, t, scale):
     ps, pt = pool(s), pool(t)
     a_s, m = sim(ps)
     a_t, _ = sim(pt)
-    return float(((a_s - a_t) ** 2).sum() / m ** 2 / s.shape[0])
+    return float(((a_s - a_t)**2).sum() / m**2 / s.shape[0])
 
 
 def test_pair_wise_kd_value_zero_grad():
@@ -185,6 +188,7 @@ def test_pair_wise_kd_value_zero_grad():
 
 def _official_pairwise(s, t, scale):
     """The official ``sim_dis_compute`` on max-pooled maps: node norms detached."""
+
     def pool(f):
         k = (max(1, int(f.shape[2] * scale)), max(1, int(f.shape[3] * scale)))
         return torch.nn.functional.max_pool2d(f, k, k, ceil_mode=True)
@@ -195,7 +199,7 @@ def _official_pairwise(s, t, scale):
 
     ps, pt = pool(s), pool(t)
     m = ps.shape[2] * ps.shape[3]
-    return ((sim(pt) - sim(ps)) ** 2).sum() / m ** 2 / s.shape[0]
+    return ((sim(pt) - sim(ps))**2).sum() / m**2 / s.shape[0]
 
 
 def test_pair_wise_kd_detach_norm_changes_the_gradient_not_the_value():
@@ -215,15 +219,16 @@ def test_pair_wise_kd_detach_norm_changes_the_gradient_not_the_value():
     assert torch.allclose(detached, official, atol=1e-12)
     assert (exact * s).sum().abs().item() < 1e-6 * exact.abs().sum().item()  # eps 1e-8
     assert (detached * s).sum().abs().item() > 1e-3 * detached.abs().sum().item()
-    assert PairWiseKD(scale=0.5, detach_norm=True)(s, t).item() == pytest.approx(
-        PairWiseKD(scale=0.5)(s, t).item(), rel=1e-12)
+    assert PairWiseKD(
+        scale=0.5, detach_norm=True)(s, t).item() == pytest.approx(
+            PairWiseKD(scale=0.5)(s, t).item(), rel=1e-12)
 
 
 def test_pair_wise_kd_invariant_to_positive_node_scaling():
     s, t = rand(1, 3, 8, 8, seed=1), rand(1, 3, 8, 8, seed=2)
     # scale 0.5 -> 4x4 windows -> 2x2 nodes; a positive factor constant inside each window
-    factors = torch.rand(1, 1, 2, 2, generator=torch.Generator().manual_seed(3),
-                         dtype=torch.float64) * 5 + 0.1
+    factors = torch.rand(
+        1, 1, 2, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 5 + 0.1
     scaled = s * factors.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
     loss_fn = PairWiseKD(scale=0.5)
     assert torch.allclose(loss_fn(scaled, t), loss_fn(s, t), atol=1e-6)
@@ -243,7 +248,7 @@ def test_channel_wise_kd_values_match_explicit_loops():
             pt = np_softmax(tn[i, k].reshape(-1) / tau, 0)
             total += float((pt * (np.log(pt) - np.log(ps))).sum())
     val = ChannelWiseKD(tau=tau)(s, t).item()
-    assert val == pytest.approx(total * tau ** 2 / (n * c), rel=1e-9)
+    assert val == pytest.approx(total * tau**2 / (n * c), rel=1e-9)
     # 'spatial' + kl: softmax over channels, / (N*H*W)
     total = 0.0
     for i in range(n):
@@ -252,14 +257,15 @@ def test_channel_wise_kd_values_match_explicit_loops():
                 ps, pt = np_softmax(sn[i, :, y, x] / tau, 0), np_softmax(tn[i, :, y, x] / tau, 0)
                 total += float((pt * (np.log(pt) - np.log(ps))).sum())
     val = ChannelWiseKD(tau=tau, normalization='spatial')(s, t).item()
-    assert val == pytest.approx(total * tau ** 2 / (n * h * w), rel=1e-9)
+    assert val == pytest.approx(total * tau**2 / (n * h * w), rel=1e-9)
     # 'channel_mean' + mse: spatial means, summed squared error / (N*C)
-    total = sum((sn[i, k].mean() - tn[i, k].mean()) ** 2 for i in range(n) for k in range(c))
+    total = sum((sn[i, k].mean() - tn[i, k].mean())**2 for i in range(n) for k in range(c))
     val = ChannelWiseKD(normalization='channel_mean', divergence='mse')(s, t).item()
     assert val == pytest.approx(total / (n * c), rel=1e-9)
     # 'channel' + mse
-    total = sum(float(((np_softmax(sn[i, k].reshape(-1), 0) - np_softmax(tn[i, k].reshape(-1), 0))
-                       ** 2).sum()) for i in range(n) for k in range(c))
+    total = sum(
+        float(((np_softmax(sn[i, k].reshape(-1), 0) -
+                np_softmax(tn[i, k].reshape(-1), 0))**2).sum()) for i in range(n) for k in range(c))
     val = ChannelWiseKD(divergence='mse')(s, t).item()
     assert val == pytest.approx(total / (n * c), rel=1e-9)
 
@@ -309,10 +315,11 @@ def test_ofd_value_zero_grad():
                     tt = max(tn[i, k, y, x], margin[k])
                     ss = sn[i, k, y, x]
                     if not (ss <= tt <= 0):
-                        total += (ss - tt) ** 2
+                        total += (ss - tt)**2
     assert loss.item() == pytest.approx(total / n, rel=1e-6)
-    assert OFDLoss(margin=margin, normalize='mean')(s, t).item() == pytest.approx(
-        total / s.numel(), rel=1e-6)
+    assert OFDLoss(
+        margin=margin, normalize='mean')(s, t).item() == pytest.approx(
+            total / s.numel(), rel=1e-6)
     # zero at the margin-ReLU target, and zero wherever the student sits below a negative target
     target = torch.maximum(t, torch.tensor(margin, dtype=t.dtype).view(1, -1, 1, 1))
     assert OFDLoss(margin=margin)(target, t).item() == pytest.approx(0.0, abs=1e-12)
@@ -322,6 +329,7 @@ def test_ofd_value_zero_grad():
 
 
 def test_ofd_setup_reads_teacher_bn_and_margin_is_not_checkpointed():
+
     class TinyDistiller:
         """The two attributes OFDLoss.setup uses (teacher + resolve_module)."""
 
@@ -363,14 +371,14 @@ def test_nfd_value_zero_invariance_grad():
         return out
 
     diff = standardize(s.numpy()) - standardize(t.numpy())
-    assert NFDLoss()(s, t).item() == pytest.approx(float((diff ** 2).mean()), rel=1e-9)
+    assert NFDLoss()(s, t).item() == pytest.approx(float((diff**2).mean()), rel=1e-9)
     assert NFDLoss(reduction='pixel')(s, t).item() == pytest.approx(
-        float((diff ** 2).sum() / (n * h * w)), rel=1e-9)
+        float((diff**2).sum() / (n * h * w)), rel=1e-9)
     loss_fn = NFDLoss(loss_weight=0.7)
     assert loss_fn(t, t).item() == pytest.approx(0.0, abs=1e-12)
     # affine a*F + b (a > 0, per sample and channel) of the student does not change the loss
-    a = torch.rand(n, c, 1, 1, generator=torch.Generator().manual_seed(4),
-                   dtype=torch.float64) * 3 + 0.5
+    a = torch.rand(
+        n, c, 1, 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 3 + 0.5
     b = rand(n, c, 1, 1, seed=5) * 4
     assert torch.allclose(loss_fn(a * s + b, t), loss_fn(s, t), rtol=1e-4)
     chw = NFDLoss(norm_dims='chw')
@@ -383,10 +391,10 @@ def test_nfd_value_zero_invariance_grad():
 # ---------------------------------------------------------------- FitNets
 def test_fitnets_value_zero_grad():
     s, t = rand(2, 3, 2, 2, seed=1), rand(2, 3, 2, 2, seed=2)
-    d = (s.numpy() - t.numpy()) ** 2
+    d = (s.numpy() - t.numpy())**2
     assert FitNetsLoss()(s, t).item() == pytest.approx(float(d.mean()), rel=1e-9)
-    assert FitNetsLoss(reduction='paper')(s, t).item() == pytest.approx(float(0.5 * d.sum() / 2),
-                                                                         rel=1e-9)
+    paper = float(0.5 * d.sum() / 2)
+    assert FitNetsLoss(reduction='paper')(s, t).item() == pytest.approx(paper, rel=1e-9)
     assert FitNetsLoss()(t, t).item() == 0.0
     assert_no_teacher_grad(FitNetsLoss(), s, t)
     with pytest.raises(ValueError, match='ConvBNConnector'):
@@ -399,14 +407,14 @@ def test_attention_transfer_value_zero_invariance_grad():
     s, t = rand(n, 3, h, w, seed=1), rand(n, 5, h, w, seed=2)  # channel counts may differ
 
     def att(f):
-        q = (np.abs(f) ** 2).mean(axis=1).reshape(f.shape[0], -1)
+        q = (np.abs(f)**2).mean(axis=1).reshape(f.shape[0], -1)
         return q / np.linalg.norm(q, axis=1, keepdims=True)
 
     diff = att(s.numpy()) - att(t.numpy())
-    paper = float(np.mean([np.sqrt((diff[i] ** 2).sum()) for i in range(n)]))
+    paper = float(np.mean([np.sqrt((diff[i]**2).sum()) for i in range(n)]))
     assert AttentionTransferLoss()(s, t).item() == pytest.approx(paper, rel=1e-9)
     assert AttentionTransferLoss(reduction='official')(s, t).item() == pytest.approx(
-        float((diff ** 2).mean()), rel=1e-9)
+        float((diff**2).mean()), rel=1e-9)
     loss_fn = AttentionTransferLoss()
     assert loss_fn(t, t).item() == pytest.approx(0.0, abs=1e-7)
     assert torch.allclose(loss_fn(7.5 * s, t), loss_fn(s, t))
@@ -446,8 +454,8 @@ def test_holistic_generator_and_discriminator_gradients():
     # the image resized to the score map
     loss_fn.eval()  # freeze spectral-norm power iterations for an exact comparison
     with torch.no_grad():
-        img_small = torch.nn.functional.interpolate(img, size=(8, 12), mode='bilinear',
-                                                    align_corners=False)
+        img_small = torch.nn.functional.interpolate(
+            img, size=(8, 12), mode='bilinear', align_corners=False)
         d_in = torch.cat([torch.softmax(s, dim=1), img_small], dim=1)
         expected = -0.1 * loss_fn.discriminator(d_in).mean()
         assert loss_fn(s, t, inputs=img).item() == pytest.approx(expected.item(), rel=1e-6)
@@ -513,10 +521,11 @@ def test_holistic_input_checks_and_unconditional_mode():
     with pytest.raises(ValueError, match='N x 4 x H x W'):
         loss_fn(torch.randn(1, 5, 8, 8), t, inputs=torch.randn(1, 3, 8, 8))
     with pytest.raises(ValueError, match='lower num_convs'):
-        HolisticKD(num_classes=4, num_convs=3)(torch.randn(1, 4, 4, 4),
-                                               inputs=torch.randn(1, 3, 4, 4))
-    uncond = HolisticKD(num_classes=4, conditional=False, input_mode='logits', base_channels=8,
-                        num_convs=1)
+        HolisticKD(
+            num_classes=4, num_convs=3)(
+                torch.randn(1, 4, 4, 4), inputs=torch.randn(1, 3, 4, 4))
+    uncond = HolisticKD(
+        num_classes=4, conditional=False, input_mode='logits', base_channels=8, num_convs=1)
     assert torch.isfinite(uncond(s, t)) and torch.isfinite(uncond.discriminator_loss(s, t))
 
 
@@ -526,24 +535,45 @@ def _tiny_seg_model(base: int) -> dict:
     bn = dict(type='BN', requires_grad=True)
     return dict(
         type='EncoderDecoder',
-        data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
-                               std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
-                               seg_pad_val=255, size=(32, 48)),
-        backbone=dict(type='ResNetV1c', depth=18, base_channels=base, stem_channels=base,
-                      out_indices=(0, 1, 2, 3), dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
-                      norm_cfg=bn, contract_dilation=True),
-        decode_head=dict(type='FCNHead', in_channels=base * 8, in_index=3, channels=2 * base,
-                         num_convs=1, concat_input=False, num_classes=11, norm_cfg=bn,
-                         loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-        train_cfg=dict(), test_cfg=dict(mode='whole'))
+        data_preprocessor=dict(
+            type='SegDataPreProcessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            bgr_to_rgb=True,
+            pad_val=0,
+            seg_pad_val=255,
+            size=(32, 48)),
+        backbone=dict(
+            type='ResNetV1c',
+            depth=18,
+            base_channels=base,
+            stem_channels=base,
+            out_indices=(0, 1, 2, 3),
+            dilations=(1, 1, 2, 4),
+            strides=(1, 2, 1, 1),
+            norm_cfg=bn,
+            contract_dilation=True),
+        decode_head=dict(
+            type='FCNHead',
+            in_channels=base * 8,
+            in_index=3,
+            channels=2 * base,
+            num_convs=1,
+            concat_input=False,
+            num_classes=11,
+            norm_cfg=bn,
+            loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
 
 
 def test_every_dense_loss_inside_the_distiller(tmp_path):
     """All dense losses at once through rtkd's Distiller on tiny mmseg models (2 x 3 x 32 x 48)."""
-    import rtkd  # noqa: F401  (registers models, distiller, connectors)
     from mmengine.registry import DefaultScope
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
+
+    import rtkd  # noqa: F401  (registers models, distiller, connectors)
 
     torch.manual_seed(0)
     cfg_path = str(tmp_path / 'teacher.py')
@@ -556,26 +586,40 @@ def test_every_dense_loss_inside_the_distiller(tmp_path):
 
     bn2 = 'backbone.layer4.1.bn2'  # pre-residual, pre-ReLU BN output (student 32 ch, teacher 64)
     logits = dict(student='s_logits', teacher='t_logits')
-    model = MODELS.build(dict(
-        type='Distiller',
-        student=dict(model=_tiny_seg_model(4), scope='mmseg'),
-        teacher=dict(config=cfg_path, checkpoint=ckpt),
-        taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
-                  s_feat='student:' + bn2, s_raw='student:backbone.layer4', t_feat='teacher:' + bn2,
-                  t_raw='teacher:backbone.layer4'),
-        connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=32, out_channels=64)),
-        losses=dict(
-            loss_pi=dict(type='PixelWiseKD', loss_weight=10.0, **logits),
-            loss_cwd=dict(type='ChannelWiseKD', tau=4.0, loss_weight=3.0, **logits),
-            loss_kd=dict(type='HintonKD', tau=2.0, **logits),
-            loss_hkd=dict(type='HolisticKD', num_classes=11, num_convs=2, base_channels=8,
-                          loss_weight=0.1, **logits),
-            loss_pa=dict(type='PairWiseKD', student='s_raw', teacher='t_raw'),
-            loss_at=dict(type='AttentionTransferLoss', student='s_raw', teacher='t_raw'),
-            loss_nfd=dict(type='NFDLoss', loss_weight=0.7, student='s_feat', teacher='t_feat'),
-            loss_fit=dict(type='FitNetsLoss', student='s_feat', teacher='t_feat'),
-            loss_ofd=dict(type='OFDLoss', teacher_bn=bn2, loss_weight=1e-3, student='s_feat',
-                          teacher='t_feat'))))
+    model = MODELS.build(
+        dict(
+            type='Distiller',
+            student=dict(model=_tiny_seg_model(4), scope='mmseg'),
+            teacher=dict(config=cfg_path, checkpoint=ckpt),
+            taps=dict(
+                s_logits='student:decode_head.conv_seg',
+                t_logits='teacher:decode_head.conv_seg',
+                s_feat='student:' + bn2,
+                s_raw='student:backbone.layer4',
+                t_feat='teacher:' + bn2,
+                t_raw='teacher:backbone.layer4'),
+            connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=32, out_channels=64)),
+            losses=dict(
+                loss_pi=dict(type='PixelWiseKD', loss_weight=10.0, **logits),
+                loss_cwd=dict(type='ChannelWiseKD', tau=4.0, loss_weight=3.0, **logits),
+                loss_kd=dict(type='HintonKD', tau=2.0, **logits),
+                loss_hkd=dict(
+                    type='HolisticKD',
+                    num_classes=11,
+                    num_convs=2,
+                    base_channels=8,
+                    loss_weight=0.1,
+                    **logits),
+                loss_pa=dict(type='PairWiseKD', student='s_raw', teacher='t_raw'),
+                loss_at=dict(type='AttentionTransferLoss', student='s_raw', teacher='t_raw'),
+                loss_nfd=dict(type='NFDLoss', loss_weight=0.7, student='s_feat', teacher='t_feat'),
+                loss_fit=dict(type='FitNetsLoss', student='s_feat', teacher='t_feat'),
+                loss_ofd=dict(
+                    type='OFDLoss',
+                    teacher_bn=bn2,
+                    loss_weight=1e-3,
+                    student='s_feat',
+                    teacher='t_feat'))))
     # OFD read its margin from the teacher's BN in setup()
     expected = margin_from_bn(model.resolve_module('teacher:' + bn2))
     assert torch.allclose(model.losses['loss_ofd'].margin, expected)
@@ -589,12 +633,17 @@ def test_every_dense_loss_inside_the_distiller(tmp_path):
         sample.set_metainfo(dict(img_shape=(32, 48), ori_shape=(32, 48), pad_shape=(32, 48)))
         samples.append(sample)
     data = model.data_preprocessor(
-        dict(inputs=[torch.randint(0, 255, (3, 32, 48), generator=g, dtype=torch.uint8)
-                     for _ in range(2)], data_samples=samples), True)
+        dict(
+            inputs=[
+                torch.randint(0, 255, (3, 32, 48), generator=g, dtype=torch.uint8) for _ in range(2)
+            ],
+            data_samples=samples), True)
     model.train()
     losses = model.loss(data['inputs'], data['data_samples'])
-    names = ['loss_pi', 'loss_cwd', 'loss_kd', 'loss_hkd', 'loss_pa', 'loss_at', 'loss_nfd',
-             'loss_fit', 'loss_ofd']
+    names = [
+        'loss_pi', 'loss_cwd', 'loss_kd', 'loss_hkd', 'loss_pa', 'loss_at', 'loss_nfd', 'loss_fit',
+        'loss_ofd'
+    ]
     for name in names:
         assert losses[name].dim() == 0 and torch.isfinite(losses[name]), name
     sum(losses[n] for n in names).backward()

@@ -56,10 +56,19 @@ def unit(x, axis):
 
 def memory_loss(**kw) -> CIRKDLoss:
     """A memory-only CIRKDLoss (mini-batch term off), 2 classes, 3-d entries, no projector."""
-    args = dict(num_classes=2, student_channels=3, teacher_channels=3, minibatch_weight=0.0,
-                memory_pixel_weight=1.0, memory_region_weight=1.0, pixel_memory_size=3,
-                region_memory_size=2, pixel_contrast_size=4, region_contrast_size=2,
-                pixel_update_freq=2, with_projector=False)
+    args = dict(
+        num_classes=2,
+        student_channels=3,
+        teacher_channels=3,
+        minibatch_weight=0.0,
+        memory_pixel_weight=1.0,
+        memory_region_weight=1.0,
+        pixel_memory_size=3,
+        region_memory_size=2,
+        pixel_contrast_size=4,
+        region_contrast_size=2,
+        pixel_update_freq=2,
+        with_projector=False)
     args.update(kw)
     return CIRKDLoss(**args)
 
@@ -68,8 +77,13 @@ def memory_loss(**kw) -> CIRKDLoss:
 def test_cirkd_minibatch_value_by_hand():
     n, cs, ct, h, w = 2, 3, 4, 2, 3
     s, t = rand(n, cs, h, w, seed=1), rand(n, ct, h, w, seed=2)
-    loss = CIRKDLoss(num_classes=2, student_channels=cs, teacher_channels=ct,
-                     memory_pixel_weight=0.0, memory_region_weight=0.0, minibatch_weight=1.5)
+    loss = CIRKDLoss(
+        num_classes=2,
+        student_channels=cs,
+        teacher_channels=ct,
+        memory_pixel_weight=0.0,
+        memory_region_weight=0.0,
+        minibatch_weight=1.5)
     fs = unit(s.numpy().reshape(n, cs, -1), 1)
     ft = unit(t.numpy().reshape(n, ct, -1), 1)
     expected = 0.0
@@ -78,21 +92,36 @@ def test_cirkd_minibatch_value_by_hand():
             ss = fs[i].T @ fs[j] / 0.1  # HW x HW, rows: pixels of image i
             st = ft[i].T @ ft[j] / 0.1
             expected += np_kl_rows(st, ss) / (h * w)  # official: kl_div 'batchmean' over rows
-    expected = 1.5 * expected / n ** 2
+    expected = 1.5 * expected / n**2
     assert loss(s, t).item() == pytest.approx(expected, rel=1e-9)
     # the official v1 pooling option: the same term on 2x2-average-pooled maps
-    pooled = CIRKDLoss(num_classes=2, student_channels=cs, teacher_channels=ct,
-                       memory_pixel_weight=0.0, memory_region_weight=0.0, minibatch_pool=2)
-    ref = CIRKDLoss(num_classes=2, student_channels=cs, teacher_channels=ct,
-                    memory_pixel_weight=0.0, memory_region_weight=0.0)
-    assert torch.allclose(pooled(s, t), ref.minibatch_loss(
-        F.avg_pool2d(s, 2, 2, ceil_mode=True), F.avg_pool2d(t, 2, 2, ceil_mode=True)))
+    pooled = CIRKDLoss(
+        num_classes=2,
+        student_channels=cs,
+        teacher_channels=ct,
+        memory_pixel_weight=0.0,
+        memory_region_weight=0.0,
+        minibatch_pool=2)
+    ref = CIRKDLoss(
+        num_classes=2,
+        student_channels=cs,
+        teacher_channels=ct,
+        memory_pixel_weight=0.0,
+        memory_region_weight=0.0)
+    assert torch.allclose(
+        pooled(s, t),
+        ref.minibatch_loss(
+            F.avg_pool2d(s, 2, 2, ceil_mode=True), F.avg_pool2d(t, 2, 2, ceil_mode=True)))
 
 
 def test_cirkd_minibatch_zero_invariance_grad():
     s, t = rand(3, 4, 2, 3, seed=1), rand(3, 4, 2, 3, seed=2)
-    loss = CIRKDLoss(num_classes=2, student_channels=4, teacher_channels=4,
-                     memory_pixel_weight=0.0, memory_region_weight=0.0)
+    loss = CIRKDLoss(
+        num_classes=2,
+        student_channels=4,
+        teacher_channels=4,
+        memory_pixel_weight=0.0,
+        memory_region_weight=0.0)
     assert loss(t, t).item() == pytest.approx(0.0, abs=1e-12)
     # L2-normalised embeddings: a positive scale per pixel of the student changes nothing
     scale = rand(3, 1, 2, 3, seed=3).abs() + 0.5
@@ -106,10 +135,10 @@ def test_cirkd_memory_value_by_hand():
     g = torch.Generator().manual_seed(0)
     loss = memory_loss(memory_pixel_weight=1.0, memory_region_weight=0.5, loss_weight=2.0)
     loss = loss.double().eval()  # eval: no enqueue, the queues are the ones set here
-    loss.pixel_queue.copy_(F.normalize(torch.randn(2, 3, 3, generator=g, dtype=torch.float64),
-                                       dim=2))
-    loss.region_queue.copy_(F.normalize(torch.randn(2, 2, 3, generator=g, dtype=torch.float64),
-                                        dim=2))
+    loss.pixel_queue.copy_(
+        F.normalize(torch.randn(2, 3, 3, generator=g, dtype=torch.float64), dim=2))
+    loss.region_queue.copy_(
+        F.normalize(torch.randn(2, 2, 3, generator=g, dtype=torch.float64), dim=2))
     assert (loss.pixel_per_class, loss.region_per_class) == (3, 2)  # every entry is contrasted
     s, t = rand(2, 3, 2, 2, seed=1), rand(2, 3, 2, 2, seed=2)
     labels = torch.tensor([[[0, 1], [255, 1]], [[0, 0], [1, 255]]])
@@ -134,11 +163,18 @@ def test_cirkd_memory_zero_grad_and_projector():
     assert loss(t.float(), t.float(), data_samples=samples(labels)).item() == \
         pytest.approx(0.0, abs=1e-6)
     # with the official projection head: the student (and the head) get gradients, not the teacher
-    proj = CIRKDLoss(num_classes=2, student_channels=5, teacher_channels=3, minibatch_weight=0.0,
-                     pixel_memory_size=8, region_memory_size=4, pixel_contrast_size=4,
-                     region_contrast_size=2, pixel_update_freq=4)
-    assert_no_teacher_grad(proj, rand(2, 5, 4, 4, seed=1).float(), t.float(),
-                           data_samples=samples(labels))
+    proj = CIRKDLoss(
+        num_classes=2,
+        student_channels=5,
+        teacher_channels=3,
+        minibatch_weight=0.0,
+        pixel_memory_size=8,
+        region_memory_size=4,
+        pixel_contrast_size=4,
+        region_contrast_size=2,
+        pixel_update_freq=4)
+    assert_no_teacher_grad(
+        proj, rand(2, 5, 4, 4, seed=1).float(), t.float(), data_samples=samples(labels))
     assert all(p.grad is not None for p in proj.projector.parameters())
     assert isinstance(proj.projector[1], torch.nn.BatchNorm2d)
 
@@ -147,11 +183,22 @@ def test_cirkd_term_weights_combine_and_zero_switches_a_term_off():
     labels = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(1))
     s, t = rand(2, 4, 4, 4, seed=1).float(), rand(2, 4, 4, 4, seed=2).float()
     # contrast sizes that take every queue entry (3 and 2 per class): no sampling randomness
-    kw = dict(num_classes=3, student_channels=4, teacher_channels=4, pixel_memory_size=3,
-              region_memory_size=2, pixel_contrast_size=6, region_contrast_size=3,
-              pixel_update_freq=3, with_projector=False)
-    both = CIRKDLoss(**kw, minibatch_weight=1.0, memory_pixel_weight=0.1,
-                     memory_region_weight=0.1, loss_weight=3.0).eval()
+    kw = dict(
+        num_classes=3,
+        student_channels=4,
+        teacher_channels=4,
+        pixel_memory_size=3,
+        region_memory_size=2,
+        pixel_contrast_size=6,
+        region_contrast_size=3,
+        pixel_update_freq=3,
+        with_projector=False)
+    both = CIRKDLoss(
+        **kw,
+        minibatch_weight=1.0,
+        memory_pixel_weight=0.1,
+        memory_region_weight=0.1,
+        loss_weight=3.0).eval()
 
     def value(**w):
         loss = CIRKDLoss(**kw, **w).eval()
@@ -172,9 +219,17 @@ def test_cirkd_term_weights_combine_and_zero_switches_a_term_off():
 
 # ------------------------------------------------------------------ CIRKD: queues
 def test_cirkd_enqueue_order_pointer_wrap_and_ignore_never_enters():
-    loss = CIRKDLoss(num_classes=3, student_channels=2, teacher_channels=2, minibatch_weight=0.0,
-                     pixel_memory_size=5, region_memory_size=2, pixel_contrast_size=3,
-                     region_contrast_size=3, pixel_update_freq=2, with_projector=False)
+    loss = CIRKDLoss(
+        num_classes=3,
+        student_channels=2,
+        teacher_channels=2,
+        minibatch_weight=0.0,
+        pixel_memory_size=5,
+        region_memory_size=2,
+        pixel_contrast_size=3,
+        region_contrast_size=3,
+        pixel_update_freq=2,
+        with_projector=False)
     init_class2 = loss.pixel_queue[2].clone()
     # one image, 1 x 4 pixels: class 0 on three pixels, class 1 on one, one ignored pixel
     feats = torch.tensor([[[[1.0, 0.0, 1.0, 0.0, -1.0]], [[0.0, 1.0, 1.0, 2.0, -1.0]]]])
@@ -244,9 +299,17 @@ def test_cirkd_gathers_all_ranks_before_enqueue(monkeypatch):
 
     monkeypatch.setattr(mdist, 'get_world_size', lambda *a, **k: 2)
     monkeypatch.setattr(mdist, 'all_gather', fake_all_gather)
-    loss = CIRKDLoss(num_classes=2, student_channels=2, teacher_channels=2, minibatch_weight=0.0,
-                     pixel_memory_size=8, region_memory_size=4, pixel_contrast_size=2,
-                     region_contrast_size=2, pixel_update_freq=2, with_projector=False)
+    loss = CIRKDLoss(
+        num_classes=2,
+        student_channels=2,
+        teacher_channels=2,
+        minibatch_weight=0.0,
+        pixel_memory_size=8,
+        region_memory_size=4,
+        pixel_contrast_size=2,
+        region_contrast_size=2,
+        pixel_update_freq=2,
+        with_projector=False)
     keys = F.normalize(torch.rand(1, 2, 1, 2) + 0.1, dim=1)
     mine, theirs = torch.tensor([[[0, 0]]]), torch.tensor([[[1, 1]]])
     other['labels'] = theirs
@@ -261,13 +324,19 @@ def test_cirkd_gathers_all_ranks_before_enqueue(monkeypatch):
 def _ddp_enqueue_worker(rank: int, port: int, out_dir: str) -> None:
     """One of two gloo ranks: a training forward on rank-specific data, then save the queues."""
     import torch.distributed as dist
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
-                            world_size=2)
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
     try:
-        loss = CIRKDLoss(num_classes=3, student_channels=2, teacher_channels=2,
-                         minibatch_weight=0.0, pixel_memory_size=8, region_memory_size=4,
-                         pixel_contrast_size=3, region_contrast_size=3, pixel_update_freq=2,
-                         with_projector=False)
+        loss = CIRKDLoss(
+            num_classes=3,
+            student_channels=2,
+            teacher_channels=2,
+            minibatch_weight=0.0,
+            pixel_memory_size=8,
+            region_memory_size=4,
+            pixel_contrast_size=3,
+            region_contrast_size=3,
+            pixel_update_freq=2,
+            with_projector=False)
         t = torch.rand(1, 2, 2, 2, generator=torch.Generator().manual_seed(rank)) + 0.1
         labels = torch.full((1, 2, 2), rank)  # rank 0 sees only class 0, rank 1 only class 1
         loss.train()(t.clone(), t, data_samples=samples(labels))
@@ -318,17 +387,27 @@ def test_cirkd_clear_errors():
 
 
 def test_memory_bank_check_hook_stops_with_the_setting_to_lower():
-    loss = CIRKDLoss(num_classes=2, student_channels=2, teacher_channels=2,
-                     pixel_memory_size=100, region_memory_size=10, pixel_contrast_size=2,
-                     region_contrast_size=2)
+    loss = CIRKDLoss(
+        num_classes=2,
+        student_channels=2,
+        teacher_channels=2,
+        pixel_memory_size=100,
+        region_memory_size=10,
+        pixel_contrast_size=2,
+        region_contrast_size=2)
     with pytest.raises(ValueError, match=r'region_memory_size=10 .* set region_memory_size <= 9'):
         loss.check_memory_fill(9)
     assert not loss.memory_checked
     loss.check_memory_fill(10)  # 10 regions, 16 x 10 = 160 >= 100 pixels: fits
     assert loss.memory_checked
-    pixels = CIRKDLoss(num_classes=2, student_channels=2, teacher_channels=2,
-                       pixel_memory_size=200, region_memory_size=2, pixel_contrast_size=2,
-                       region_contrast_size=2)
+    pixels = CIRKDLoss(
+        num_classes=2,
+        student_channels=2,
+        teacher_channels=2,
+        pixel_memory_size=200,
+        region_memory_size=2,
+        pixel_contrast_size=2,
+        region_contrast_size=2)
     with pytest.raises(ValueError, match=r'pixel_memory_size=200 .* set pixel_memory_size <= 160'):
         pixels.check_memory_fill(10)
 
@@ -344,15 +423,12 @@ def test_memory_bank_check_hook_stops_with_the_setting_to_lower():
 
 # ------------------------------------------------------------------ BPKD
 def test_edge_body_masks_by_hand():
-    labels = torch.tensor([[[0, 0, 0, 1, 1, 1],
-                            [0, 0, 0, 1, 1, 1],
-                            [0, 0, 0, 1, 1, 255],
+    labels = torch.tensor([[[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 255],
                             [2, 2, 2, 2, 255, 255]]])
     edge, body = edge_body_masks(labels, 3, 255)
-    expected = torch.tensor([[[0, 0, 1, 1, 0, 0],
-                              [0, 0, 1, 1, 0, 0],
-                              [1, 1, 1, 1, 1, 0],
-                              [1, 1, 1, 1, 0, 0]]], dtype=torch.bool)
+    expected = torch.tensor(
+        [[[0, 0, 1, 1, 0, 0], [0, 0, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]]],
+        dtype=torch.bool)
     assert torch.equal(edge, expected)
     valid = labels != 255
     assert torch.equal(body, valid & ~expected) and not (edge & ~valid).any()
@@ -365,8 +441,7 @@ def test_bpkd_value_by_hand():
     s, t = rand(n, c, h, w, seed=1), rand(n, c, h, w, seed=2)
     labels = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 255]],
                            [[2, 2, 2, 2], [2, 2, 2, 2], [2, 2, 0, 0]]])
-    loss = BPKDLoss(edge_tau=2.0, body_tau=3.0, edge_weight=1.5, body_weight=0.5,
-                    loss_weight=2.0)
+    loss = BPKDLoss(edge_tau=2.0, body_tau=3.0, edge_weight=1.5, body_weight=0.5, loss_weight=2.0)
     edge, body = (m.numpy() for m in edge_body_masks(labels, 3, 255))
     sn, tn = s.numpy(), t.numpy()
     e_sum, e_cnt = 0.0, 0
@@ -387,8 +462,7 @@ def test_bpkd_value_by_hand():
 
 
 def test_bpkd_zero_invariances_locality_grad():
-    labels = torch.tensor([[[0, 0, 0, 1, 1, 1]] * 4 + [[2] * 6] * 2,
-                           [[1, 1, 1, 1, 0, 0]] * 6])
+    labels = torch.tensor([[[0, 0, 0, 1, 1, 1]] * 4 + [[2] * 6] * 2, [[1, 1, 1, 1, 0, 0]] * 6])
     ds = samples(labels)
     s, t = rand(2, 3, 6, 6, seed=1), rand(2, 3, 6, 6, seed=2)
     edge, body = edge_body_masks(labels, 3, 255)
@@ -406,12 +480,12 @@ def test_bpkd_zero_invariances_locality_grad():
     noise = rand(2, 3, 6, 6, seed=5) * 3
     s_edge_changed = torch.where(edge[:, None], s + noise, s)
     s_body_changed = torch.where(body[:, None], s + noise, s)
-    assert torch.allclose(body_only(s_edge_changed, t, data_samples=ds),
-                          body_only(s, t, data_samples=ds))
-    assert torch.allclose(edge_only(s_body_changed, t, data_samples=ds),
-                          edge_only(s, t, data_samples=ds))
-    assert not torch.allclose(body_only(s_body_changed, t, data_samples=ds),
-                              body_only(s, t, data_samples=ds))
+    assert torch.allclose(
+        body_only(s_edge_changed, t, data_samples=ds), body_only(s, t, data_samples=ds))
+    assert torch.allclose(
+        edge_only(s_body_changed, t, data_samples=ds), edge_only(s, t, data_samples=ds))
+    assert not torch.allclose(
+        body_only(s_body_changed, t, data_samples=ds), body_only(s, t, data_samples=ds))
     assert_no_teacher_grad(both, s, t, data_samples=ds)
 
 
@@ -442,20 +516,30 @@ def test_bpkd_images_without_body_or_edges_and_errors():
 def test_cirkd_and_bpkd_inside_the_distiller(tmp_path):
     torch.manual_seed(0)
     cfg_path, ckpt = write_teacher(str(tmp_path), _tiny_seg_model(8))
-    model = MODELS.build(dict(
-        type='Distiller',
-        student=dict(model=_tiny_seg_model(4), scope='mmseg'),
-        teacher=dict(config=cfg_path, checkpoint=ckpt),
-        taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
-                  s_embed='student:decode_head.conv_seg#in',
-                  t_embed='teacher:decode_head.conv_seg#in'),
-        losses=dict(
-            loss_kd=dict(type='HintonKD', student='s_logits', teacher='t_logits'),
-            loss_cirkd=dict(type='CIRKDLoss', num_classes=11, student_channels=8,
-                            teacher_channels=16, pixel_memory_size=64, region_memory_size=8,
-                            pixel_contrast_size=44, region_contrast_size=22,
-                            student='s_embed', teacher='t_embed'),
-            loss_bpkd=dict(type='BPKDLoss', student='s_logits', teacher='t_logits'))))
+    model = MODELS.build(
+        dict(
+            type='Distiller',
+            student=dict(model=_tiny_seg_model(4), scope='mmseg'),
+            teacher=dict(config=cfg_path, checkpoint=ckpt),
+            taps=dict(
+                s_logits='student:decode_head.conv_seg',
+                t_logits='teacher:decode_head.conv_seg',
+                s_embed='student:decode_head.conv_seg#in',
+                t_embed='teacher:decode_head.conv_seg#in'),
+            losses=dict(
+                loss_kd=dict(type='HintonKD', student='s_logits', teacher='t_logits'),
+                loss_cirkd=dict(
+                    type='CIRKDLoss',
+                    num_classes=11,
+                    student_channels=8,
+                    teacher_channels=16,
+                    pixel_memory_size=64,
+                    region_memory_size=8,
+                    pixel_contrast_size=44,
+                    region_contrast_size=22,
+                    student='s_embed',
+                    teacher='t_embed'),
+                loss_bpkd=dict(type='BPKDLoss', student='s_logits', teacher='t_logits'))))
     g = torch.Generator().manual_seed(0)
     ds = []
     for _ in range(2):
@@ -465,9 +549,12 @@ def test_cirkd_and_bpkd_inside_the_distiller(tmp_path):
         d.gt_sem_seg = PixelData(data=lab)
         d.set_metainfo(dict(img_shape=(32, 48), ori_shape=(32, 48), pad_shape=(32, 48)))
         ds.append(d)
-    data = model.data_preprocessor(dict(inputs=[torch.randint(0, 255, (3, 32, 48), generator=g,
-                                                              dtype=torch.uint8) for _ in range(2)],
-                                        data_samples=ds), True)
+    data = model.data_preprocessor(
+        dict(
+            inputs=[
+                torch.randint(0, 255, (3, 32, 48), generator=g, dtype=torch.uint8) for _ in range(2)
+            ],
+            data_samples=ds), True)
     model.train()
     losses = model.loss(data['inputs'], data['data_samples'])
     for name in ('loss_kd', 'loss_cirkd', 'loss_bpkd'):
@@ -484,12 +571,21 @@ def recipe_cfg(path: str, tiny_camvid: str, work_dir: str, max_iters: int = 2) -
     cfg = Config.fromfile(osp.join(ROOT, path))
     cfg.merge_from_dict(tiny_data_options(tiny_camvid))
     cfg.merge_from_dict({
-        'train_cfg.max_iters': max_iters, 'train_cfg.val_interval': 100,
-        'default_hooks.checkpoint.interval': 2, 'default_hooks.logger.interval': 1,
+        'train_cfg.max_iters':
+        max_iters,
+        'train_cfg.val_interval':
+        100,
+        'default_hooks.checkpoint.interval':
+        2,
+        'default_hooks.logger.interval':
+        1,
         'train_dataloader.dataset.pipeline.3.crop_size': (32, 48),
-        'model.student': dict(_delete_=True,
-                              config='configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
-                              cfg_options={'model.data_preprocessor.size': (32, 48)})})
+        'model.student':
+        dict(
+            _delete_=True,
+            config='configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
+            cfg_options={'model.data_preprocessor.size': (32, 48)})
+    })
     cfg.work_dir = work_dir
     cfg.visualizer.name = f'vis_{uuid.uuid4().hex}'
     return cfg
@@ -514,10 +610,12 @@ def test_cirkd_recipe_runner_memory_check_two_iterations_and_resume(tiny_camvid,
     assert runner.iter == 0 and not osp.exists(osp.join(str(tmp_path / 'w0'), 'iter_2.pth'))
 
     work = str(tmp_path / 'w')
-    sizes = {'model.losses.loss_cirkd.region_memory_size': 4,
-             'model.losses.loss_cirkd.pixel_memory_size': 64,
-             'model.losses.loss_cirkd.pixel_contrast_size': 110,
-             'model.losses.loss_cirkd.region_contrast_size': 11}
+    sizes = {
+        'model.losses.loss_cirkd.region_memory_size': 4,
+        'model.losses.loss_cirkd.pixel_memory_size': 64,
+        'model.losses.loss_cirkd.pixel_contrast_size': 110,
+        'model.losses.loss_cirkd.region_contrast_size': 11
+    }
     cfg = recipe_cfg(CIRKD_RECIPE, tiny_camvid, work)
     cfg.merge_from_dict(sizes)
     runner = Runner.from_cfg(cfg)

@@ -22,17 +22,20 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 import rtkd  # noqa: F401
-from helpers import tiny_data_options, write_teacher
 from rtkd.distill.losses import DISTLoss, DKDLoss, HintonKD, PKDLoss
+from helpers import tiny_data_options, write_teacher
 from test_distill_losses import _tiny_seg_model, assert_no_teacher_grad, rand
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DIST_RECIPE = osp.join(ROOT, 'configs/distill/seg/dist/'
-                       'dist_logits_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py')
-DKD_RECIPE = osp.join(ROOT, 'configs/distill/cls/dkd/'
-                      'dkd_logits_resnet34_resnet18_8xb16-200e_cifar10-32x32.py')
-PKD_RECIPE = osp.join(ROOT, 'configs/distill/det/pkd/'
-                      'pkd_fpn_faster-rcnn-r101_faster-rcnn-r50_8xb2-2x_coco-1333x800.py')
+DIST_RECIPE = osp.join(
+    ROOT, 'configs/distill/seg/dist/'
+    'dist_logits_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py')
+DKD_RECIPE = osp.join(
+    ROOT, 'configs/distill/cls/dkd/'
+    'dkd_logits_resnet34_resnet18_8xb16-200e_cifar10-32x32.py')
+PKD_RECIPE = osp.join(
+    ROOT, 'configs/distill/det/pkd/'
+    'pkd_fpn_faster-rcnn-r101_faster-rcnn-r50_8xb2-2x_coco-1333x800.py')
 FT3000 = osp.join(ROOT, '..', 'shared', 'teachers', 'bisenetv2_camvid-240x320_ft3000.pth')
 
 
@@ -64,15 +67,15 @@ def np_dist(s, t, tau, beta, gamma, eps=1e-8):
     def pearson(a, b):
         ma, mb = sum(a) / len(a), sum(b) / len(b)
         num = sum((x - ma) * (y - mb) for x, y in zip(a, b))
-        na = math.sqrt(sum((x - ma) ** 2 for x in a))
-        nb = math.sqrt(sum((y - mb) ** 2 for y in b))
+        na = math.sqrt(sum((x - ma)**2 for x in a))
+        nb = math.sqrt(sum((y - mb)**2 for y in b))
         return num / (na * nb + eps)
 
     m, c = len(ys), len(ys[0])
     inter = 1 - sum(pearson(ys[k], yt[k]) for k in range(m)) / m
-    intra = 1 - sum(pearson([ys[k][j] for k in range(m)], [yt[k][j] for k in range(m)])
-                    for j in range(c)) / c
-    return tau ** 2 * (beta * inter + gamma * intra)
+    intra = 1 - sum(
+        pearson([ys[k][j] for k in range(m)], [yt[k][j] for k in range(m)]) for j in range(c)) / c
+    return tau**2 * (beta * inter + gamma * intra)
 
 
 def test_dist_zero_when_student_equals_teacher():
@@ -155,7 +158,7 @@ def np_dkd(s, t, labels, tau, alpha, beta):
         qs = [ps[j] / sum(ps[k] for k in others) for j in others]
         qt = [pt[j] / sum(pt[k] for k in others) for j in others]
         nckd += sum(qt[k] * math.log(qt[k] / qs[k]) for k in range(c - 1))
-    return tau ** 2 * (alpha * tckd + beta * nckd) / n
+    return tau**2 * (alpha * tckd + beta * nckd) / n
 
 
 def test_dkd_zero_when_student_equals_teacher():
@@ -166,8 +169,8 @@ def test_dkd_zero_when_student_equals_teacher():
 
 
 def test_dkd_no_teacher_gradient():
-    assert_no_teacher_grad(DKDLoss(), rand(3, 5, seed=1), rand(3, 5, seed=2),
-                           data_samples=labels_tensor(0, 4, 1))
+    assert_no_teacher_grad(
+        DKDLoss(), rand(3, 5, seed=1), rand(3, 5, seed=2), data_samples=labels_tensor(0, 4, 1))
 
 
 def test_dkd_value_by_hand_and_labels_from_data_samples():
@@ -176,13 +179,14 @@ def test_dkd_value_by_hand_and_labels_from_data_samples():
     y = labels_tensor(2, 0, 3)
     loss = DKDLoss(alpha=0.5, beta=3.0, tau=2.0, loss_weight=1.5)
     got = loss(s, t, data_samples=y)
-    assert got.item() == pytest.approx(1.5 * np_dkd(s.numpy(), t.numpy(), y, 2.0, 0.5, 3.0),
-                                       rel=1e-10)
+    assert got.item() == pytest.approx(
+        1.5 * np_dkd(s.numpy(), t.numpy(), y, 2.0, 0.5, 3.0), rel=1e-10)
     samples = [DataSample().set_gt_label(int(v)) for v in y]
     assert torch.allclose(loss(s, t, data_samples=samples), got, rtol=0, atol=0)
     # the official T 4, beta 8 defaults
-    assert DKDLoss()(s, t, data_samples=y).item() == pytest.approx(
-        np_dkd(s.numpy(), t.numpy(), y, 4.0, 1.0, 8.0), rel=1e-10)
+    assert DKDLoss()(
+        s, t, data_samples=y).item() == pytest.approx(
+            np_dkd(s.numpy(), t.numpy(), y, 4.0, 1.0, 8.0), rel=1e-10)
 
 
 def test_dkd_reassembles_classical_kd():
@@ -200,10 +204,10 @@ def test_dkd_invariant_to_a_per_sample_constant():
     y = labels_tensor(1, 1, 0, 4)
     shift = rand(4, 1, seed=9) * 10
     loss = DKDLoss(tau=3.0)
-    assert torch.allclose(loss(s + shift, t, data_samples=y), loss(s, t, data_samples=y),
-                          rtol=1e-9, atol=1e-12)
-    assert torch.allclose(loss(s, t + shift, data_samples=y), loss(s, t, data_samples=y),
-                          rtol=1e-9, atol=1e-12)
+    assert torch.allclose(
+        loss(s + shift, t, data_samples=y), loss(s, t, data_samples=y), rtol=1e-9, atol=1e-12)
+    assert torch.allclose(
+        loss(s, t + shift, data_samples=y), loss(s, t, data_samples=y), rtol=1e-9, atol=1e-12)
 
 
 def test_dkd_confident_logits_stay_finite():
@@ -224,15 +228,16 @@ def test_dkd_bad_arguments_fail_early():
     with pytest.raises(ValueError, match='tau'):
         DKDLoss(tau=0)
     with pytest.raises(ValueError, match="'DISTLoss' or 'HintonKD'"):
-        DKDLoss()(torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3),
-                  data_samples=labels_tensor(0, 1))
+        DKDLoss()(
+            torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3), data_samples=labels_tensor(0, 1))
     with pytest.raises(ValueError, match='data_samples='):
         DKDLoss()(s, t)
     with pytest.raises(ValueError, match='no gt_label'):
         DKDLoss()(s, t, data_samples=[DataSample(), DataSample()])
     with pytest.raises(ValueError, match='exactly one class'):
-        DKDLoss()(s, t, data_samples=[DataSample().set_gt_label([0, 1]),
-                                      DataSample().set_gt_label(1)])
+        DKDLoss()(
+            s, t, data_samples=[DataSample().set_gt_label([0, 1]),
+                                DataSample().set_gt_label(1)])
     with pytest.raises(ValueError, match=r'\[0, 3\]'):
         DKDLoss()(s, t, data_samples=labels_tensor(0, 4))
     with pytest.raises(ValueError, match='one label per sample'):
@@ -255,7 +260,7 @@ def np_pkd(s, t, per_sample=False, eps=1e-6):
         for g in groups:
             vals = [f[i, ch, y, x] for i, ch in g for y in range(h) for x in range(w)]
             mean = sum(vals) / len(vals)
-            std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+            std = math.sqrt(sum((v - mean)**2 for v in vals) / (len(vals) - 1))
             for i, ch in g:
                 for y in range(h):
                     for x in range(w):
@@ -268,7 +273,7 @@ def np_pkd(s, t, per_sample=False, eps=1e-6):
         for ch in range(c):
             for y in range(h):
                 for x in range(w):
-                    total += (a[i, ch, y, x] - b[i, ch, y, x]) ** 2
+                    total += (a[i, ch, y, x] - b[i, ch, y, x])**2
     return total / (n * c * h * w) / 2
 
 
@@ -281,10 +286,14 @@ def test_pkd_zero_when_student_equals_teacher():
 
 def test_pkd_no_teacher_gradient():
     assert_no_teacher_grad(PKDLoss(), rand(2, 3, 4, 4, seed=1), rand(2, 3, 4, 4, seed=2))
-    s = [rand(2, 3, 4, 4, seed=3).requires_grad_(True), rand(2, 3, 2, 2, seed=4)
-         .requires_grad_(True)]
-    t = [rand(2, 3, 4, 4, seed=5).requires_grad_(True), rand(2, 3, 2, 2, seed=6)
-         .requires_grad_(True)]
+    s = [
+        rand(2, 3, 4, 4, seed=3).requires_grad_(True),
+        rand(2, 3, 2, 2, seed=4).requires_grad_(True)
+    ]
+    t = [
+        rand(2, 3, 4, 4, seed=5).requires_grad_(True),
+        rand(2, 3, 2, 2, seed=6).requires_grad_(True)
+    ]
     PKDLoss()(s, t).backward()
     assert all(x.grad is None for x in t) and all(x.grad is not None for x in s)
 
@@ -298,8 +307,10 @@ def test_pkd_value_by_hand():
     # equivalence stated by the paper: MSE/2 of standardised maps = 1 - Pearson r (per channel,
     # when the std is the biased one and eps = 0; here checked up to that convention)
     m = s.shape[0] * s.shape[2] * s.shape[3]
-    r = torch.stack([torch.corrcoef(torch.stack([s[:, ch].flatten(), t[:, ch].flatten()]))[0, 1]
-                     for ch in range(2)])
+    r = torch.stack([
+        torch.corrcoef(torch.stack([s[:, ch].flatten(), t[:, ch].flatten()]))[0, 1]
+        for ch in range(2)
+    ])
     assert PKDLoss(eps=1e-300)(s, t).item() == pytest.approx(
         ((1 - r) * (m - 1) / m).mean().item(), rel=1e-10)
 
@@ -316,8 +327,8 @@ def test_pkd_invariant_to_positive_per_channel_affine_map():
         assert not torch.allclose(loss(-a * s + b, t), loss(s, t), rtol=1e-2), stats
     # 'sample' standardises each sample on its own: also invariant per (sample, channel)
     a2 = rand(2, 3, 1, 1, seed=11).abs() + 0.1
-    assert torch.allclose(PKDLoss(stats='sample')(a2 * s + a2, t),
-                          PKDLoss(stats='sample')(s, t), rtol=1e-5)
+    assert torch.allclose(
+        PKDLoss(stats='sample')(a2 * s + a2, t), PKDLoss(stats='sample')(s, t), rtol=1e-5)
     assert not torch.allclose(PKDLoss()(a2 * s + a2, t), PKDLoss()(s, t), rtol=1e-3)
 
 
@@ -377,16 +388,21 @@ def test_dist_and_pkd_inside_the_distiller(tmp_path):
     """DIST on the logits and PKD on a feature map (after a connector) of tiny mmseg models."""
     torch.manual_seed(0)
     cfg_path, ckpt = write_teacher(str(tmp_path), _tiny_seg_model(8))
-    model = MODELS.build(dict(
-        type='Distiller',
-        student=dict(model=_tiny_seg_model(4), scope='mmseg'),
-        teacher=dict(config=cfg_path, checkpoint=ckpt),
-        taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
-                  s_feat='student:backbone.layer4', t_feat='teacher:backbone.layer4'),
-        connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=32, out_channels=64)),
-        losses=dict(
-            loss_dist=dict(type='DISTLoss', student='s_logits', teacher='t_logits'),
-            loss_pkd=dict(type='PKDLoss', loss_weight=6.0, student='s_feat', teacher='t_feat'))))
+    model = MODELS.build(
+        dict(
+            type='Distiller',
+            student=dict(model=_tiny_seg_model(4), scope='mmseg'),
+            teacher=dict(config=cfg_path, checkpoint=ckpt),
+            taps=dict(
+                s_logits='student:decode_head.conv_seg',
+                t_logits='teacher:decode_head.conv_seg',
+                s_feat='student:backbone.layer4',
+                t_feat='teacher:backbone.layer4'),
+            connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=32, out_channels=64)),
+            losses=dict(
+                loss_dist=dict(type='DISTLoss', student='s_logits', teacher='t_logits'),
+                loss_pkd=dict(type='PKDLoss', loss_weight=6.0, student='s_feat',
+                              teacher='t_feat'))))
     data = model.data_preprocessor(_seg_samples(), True)
     model.train()
     losses = model.loss(data['inputs'], data['data_samples'])
@@ -407,15 +423,21 @@ def test_dist_and_pkd_zero_for_a_copy_of_the_teacher(tmp_path):
     ckpt = str(tmp_path / 'teacher.pth')
     torch.save(dict(state_dict=teacher.state_dict()), ckpt)
     with DefaultScope.overwrite_default_scope('mmseg'):
-        model = MODELS.build(dict(
-            type='Distiller', student=dict(config=cfg_path),
-            teacher=dict(config=cfg_path, checkpoint=ckpt),
-            taps=dict(s='student:decode_head.conv_seg', t='teacher:decode_head.conv_seg',
-                      sf='student:backbone.layer4', tf='teacher:backbone.layer4'),
-            # near-uniform logits of a random model: eps 1e-12 (the official 1e-8 leaves
-            # ~1e-3 here, see DISTLoss's docstring)
-            losses=dict(loss_dist=dict(type='DISTLoss', eps=1e-12, student='s', teacher='t'),
-                        loss_pkd=dict(type='PKDLoss', student='sf', teacher='tf'))))
+        model = MODELS.build(
+            dict(
+                type='Distiller',
+                student=dict(config=cfg_path),
+                teacher=dict(config=cfg_path, checkpoint=ckpt),
+                taps=dict(
+                    s='student:decode_head.conv_seg',
+                    t='teacher:decode_head.conv_seg',
+                    sf='student:backbone.layer4',
+                    tf='teacher:backbone.layer4'),
+                # near-uniform logits of a random model: eps 1e-12 (the official 1e-8 leaves
+                # ~1e-3 here, see DISTLoss's docstring)
+                losses=dict(
+                    loss_dist=dict(type='DISTLoss', eps=1e-12, student='s', teacher='t'),
+                    loss_pkd=dict(type='PKDLoss', student='sf', teacher='tf'))))
     model.student.load_state_dict(model.teacher.state_dict())
     model.train()
     model.student.eval()  # same BN behaviour as the (eval) teacher
@@ -429,13 +451,27 @@ def test_dist_and_pkd_zero_for_a_copy_of_the_teacher(tmp_path):
 def classifier(depth: int, base: int = 8, num_classes: int = 3) -> dict:
     return dict(
         type='ImageClassifier',
-        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=num_classes,
-                               mean=[125.3, 123.0, 113.9], std=[51.6, 50.8, 51.3], to_rgb=True),
-        backbone=dict(type='ResNet_CIFAR', depth=depth, base_channels=base, stem_channels=base,
-                      num_stages=4, out_indices=(3, ), style='pytorch'),
+        data_preprocessor=dict(
+            type='ClsDataPreprocessor',
+            num_classes=num_classes,
+            mean=[125.3, 123.0, 113.9],
+            std=[51.6, 50.8, 51.3],
+            to_rgb=True),
+        backbone=dict(
+            type='ResNet_CIFAR',
+            depth=depth,
+            base_channels=base,
+            stem_channels=base,
+            num_stages=4,
+            out_indices=(3, ),
+            style='pytorch'),
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=base * 8,
-                  loss=dict(type='CrossEntropyLoss', loss_weight=1.0), topk=(1, )))
+        head=dict(
+            type='LinearClsHead',
+            num_classes=num_classes,
+            in_channels=base * 8,
+            loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+            topk=(1, )))
 
 
 @pytest.fixture(scope='module')
@@ -454,16 +490,17 @@ def cls_teacher(tmp_path_factory):
 def cls_batch(n: int = 4) -> dict:
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(0)
-    inputs = [torch.randint(0, 255, (3, 32, 32), generator=g, dtype=torch.uint8)
-              for _ in range(n)]
+    inputs = [torch.randint(0, 255, (3, 32, 32), generator=g, dtype=torch.uint8) for _ in range(n)]
     return dict(inputs=inputs, data_samples=[DataSample().set_gt_label(i % 3) for i in range(n)])
 
 
 def test_dkd_inside_the_distiller_reads_labels_from_data_samples(cls_teacher):
-    cfg = dict(type='Distiller', student=dict(model=classifier(18, 8), scope='mmpretrain'),
-               teacher=dict(config=cls_teacher[0], checkpoint=cls_teacher[1]),
-               taps=dict(s='student:head.fc', t='teacher:head.fc'),
-               losses=dict(loss_dkd=dict(type='DKDLoss', student='s', teacher='t')))
+    cfg = dict(
+        type='Distiller',
+        student=dict(model=classifier(18, 8), scope='mmpretrain'),
+        teacher=dict(config=cls_teacher[0], checkpoint=cls_teacher[1]),
+        taps=dict(s='student:head.fc', t='teacher:head.fc'),
+        losses=dict(loss_dkd=dict(type='DKDLoss', student='s', teacher='t')))
     model = MODELS.build(cfg).train()
     assert model.loss_maps['loss_dkd']['extras'] == {'data_samples': 'data_samples'}
     d = model.data_preprocessor(cls_batch(), True)
@@ -478,8 +515,9 @@ def test_dkd_inside_the_distiller_reads_labels_from_data_samples(cls_teacher):
         t = model.teacher(d['inputs'], mode='tensor')
     direct = DKDLoss()(s, t, data_samples=labels_tensor(0, 1, 2, 0))
     assert losses['loss_dkd'].item() == pytest.approx(direct.item(), rel=1e-5)
-    assert DKDLoss()(s, t, data_samples=labels_tensor(1, 1, 2, 0)).item() != pytest.approx(
-        direct.item(), rel=1e-5)
+    assert DKDLoss()(
+        s, t, data_samples=labels_tensor(1, 1, 2, 0)).item() != pytest.approx(
+            direct.item(), rel=1e-5)
 
     # student == teacher: exactly zero DKD
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -527,9 +565,12 @@ def test_dkd_recipe_losses_run_two_runner_iterations(cls_teacher, tmp_path):
     recipe = Config.fromfile(DKD_RECIPE)
     loss = recipe.model.losses.loss_dkd.to_dict()
     loss['schedule'] = dict(warmup_iters=1)
-    model = dict(type='Distiller', student=dict(model=classifier(18, 8, 2), scope='mmpretrain'),
-                 teacher=dict(config=cls_teacher[0], checkpoint=cls_teacher[1]),
-                 taps=recipe.model.taps.to_dict(), losses=dict(loss_dkd=loss))
+    model = dict(
+        type='Distiller',
+        student=dict(model=classifier(18, 8, 2), scope='mmpretrain'),
+        teacher=dict(config=cls_teacher[0], checkpoint=cls_teacher[1]),
+        taps=recipe.model.taps.to_dict(),
+        losses=dict(loss_dkd=loss))
     # the module-scope teacher has 3 classes; this run's data has 2
     t2 = classifier(34, 16, 2)
     t_cfg = str(tmp_path / 't2.py')
@@ -563,8 +604,9 @@ def test_pkd_recipe_builds_and_steps():
         model = MODELS.build(model_cfg).train()
         ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.001))
         g = torch.Generator().manual_seed(0)
-        data = dict(inputs=[torch.randint(0, 255, (3, 64, 64), generator=g, dtype=torch.uint8)],
-                    data_samples=[det_sample([[4, 4, 40, 30]])])
+        data = dict(
+            inputs=[torch.randint(0, 255, (3, 64, 64), generator=g, dtype=torch.uint8)],
+            data_samples=[det_sample([[4, 4, 40, 30]])])
         log = model.train_step(data, ow)
     for i in range(4):
         assert torch.isfinite(log[f'loss_pkd_p{i}']) and log[f'loss_pkd_p{i}'].item() > 0
@@ -583,11 +625,16 @@ def test_pkd_recipe_losses_run_two_runner_iterations(tmp_path):
         torch.save(dict(state_dict=MODELS.build(retinanet(16, 32)).state_dict()), t_ckpt)
     recipe = Config.fromfile(PKD_RECIPE)
     taps = recipe.model.taps.to_dict()
-    model = dict(type='Distiller', student=dict(model=retinanet(8, 16), scope='mmdet'),
-                 teacher=dict(config=t_cfg, checkpoint=t_ckpt), taps=taps,
-                 connectors={k: dict(type='ConvBNConnector', in_channels=16, out_channels=32)
-                             for k in taps if k.startswith('s_')},
-                 losses=recipe.model.losses.to_dict())
+    model = dict(
+        type='Distiller',
+        student=dict(model=retinanet(8, 16), scope='mmdet'),
+        teacher=dict(config=t_cfg, checkpoint=t_ckpt),
+        taps=taps,
+        connectors={
+            k: dict(type='ConvBNConnector', in_channels=16, out_channels=32)
+            for k in taps if k.startswith('s_')
+        },
+        losses=recipe.model.losses.to_dict())
     work = str(tmp_path / 'work')
     cfg = Config.fromfile(det_runner_config(str(tmp_path / 'pkd.py'), coco, work, model))
     cfg.visualizer = dict(type='DetLocalVisualizer', name=f'vis_{uuid.uuid4().hex}')
@@ -619,14 +666,22 @@ def test_dist_recipe_runs_two_runner_iterations(tmp_path, tiny_camvid):
     """The shipped recipe with the real shared teacher on the tiny CamVid, 32x48 crops."""
     cfg = Config.fromfile(DIST_RECIPE)
     cfg.merge_from_dict(tiny_data_options(tiny_camvid))
-    cfg.merge_from_dict({'train_cfg.max_iters': 2, 'train_cfg.val_interval': 100,
-                         'param_scheduler.0.end': 2,
-                         'default_hooks.checkpoint.interval': 100,
-                         'train_dataloader.dataset.pipeline.3.crop_size': (32, 48),
-                         'model.student': dict(
-                             _delete_=True,
-                             config='configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
-                             cfg_options={'model.data_preprocessor.size': (32, 48)})})
+    cfg.merge_from_dict({
+        'train_cfg.max_iters':
+        2,
+        'train_cfg.val_interval':
+        100,
+        'param_scheduler.0.end':
+        2,
+        'default_hooks.checkpoint.interval':
+        100,
+        'train_dataloader.dataset.pipeline.3.crop_size': (32, 48),
+        'model.student':
+        dict(
+            _delete_=True,
+            config='configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
+            cfg_options={'model.data_preprocessor.size': (32, 48)})
+    })
     cfg.custom_hooks = []
     cfg.work_dir = str(tmp_path / 'w')
     cfg.visualizer.name = f'vis_{uuid.uuid4().hex}'

@@ -15,15 +15,14 @@ from typing import Optional
 import pytest
 import torch
 import torch.nn as nn
-
-import rtkd  # noqa: F401  (registers everything)
 from mmengine.optim import OptimWrapper
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from rtkd.distill import (Distiller, DistillOptimWrapperConstructor, LossSchedule, TapSet,
-                          TapSpec, build_schedule)
+import rtkd  # noqa: F401  (registers everything)
+from rtkd.distill import (Distiller, DistillOptimWrapperConstructor, LossSchedule, TapSet, TapSpec,
+                          build_schedule)
 from rtkd.distill import distiller as distiller_module
 from rtkd.distill.losses.base import AdversarialDistillLoss
 from rtkd.distill.taps import TeacherDone
@@ -31,27 +30,56 @@ from rtkd.engine.hooks import NonFiniteLossHook
 
 BN = dict(type='BN', requires_grad=True)
 CE = dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)
-DP = dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-          bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=(32, 48))
+DP = dict(
+    type='SegDataPreProcessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255,
+    size=(32, 48))
 
 
 def seg_model(base: int, aux: bool = False) -> dict:
     """A tiny mmseg EncoderDecoder (ResNetV1c-18, output stride 8, 11 classes)."""
     top = base * 8
     model = dict(
-        type='EncoderDecoder', data_preprocessor=DP,
-        backbone=dict(type='ResNetV1c', depth=18, base_channels=base, stem_channels=base,
-                      out_indices=(0, 1, 2, 3), dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
-                      norm_cfg=BN, contract_dilation=True),
-        decode_head=dict(type='FCNHead', in_channels=top, in_index=3, channels=2 * base,
-                         num_convs=1, concat_input=False, num_classes=11, norm_cfg=BN,
-                         dropout_ratio=0.1, loss_decode=CE),
-        train_cfg=dict(), test_cfg=dict(mode='whole'))
+        type='EncoderDecoder',
+        data_preprocessor=DP,
+        backbone=dict(
+            type='ResNetV1c',
+            depth=18,
+            base_channels=base,
+            stem_channels=base,
+            out_indices=(0, 1, 2, 3),
+            dilations=(1, 1, 2, 4),
+            strides=(1, 2, 1, 1),
+            norm_cfg=BN,
+            contract_dilation=True),
+        decode_head=dict(
+            type='FCNHead',
+            in_channels=top,
+            in_index=3,
+            channels=2 * base,
+            num_convs=1,
+            concat_input=False,
+            num_classes=11,
+            norm_cfg=BN,
+            dropout_ratio=0.1,
+            loss_decode=CE),
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
     if aux:
-        model['auxiliary_head'] = dict(type='FCNHead', in_channels=base * 4, in_index=2,
-                                       channels=base, num_convs=1, concat_input=False,
-                                       num_classes=11, norm_cfg=BN,
-                                       loss_decode=dict(CE, loss_weight=0.4))
+        model['auxiliary_head'] = dict(
+            type='FCNHead',
+            in_channels=base * 4,
+            in_index=2,
+            channels=base,
+            num_convs=1,
+            concat_input=False,
+            num_classes=11,
+            norm_cfg=BN,
+            loss_decode=dict(CE, loss_weight=0.4))
     return model
 
 
@@ -68,7 +96,7 @@ class _TestMSE(nn.Module):
     def forward(self, student, teacher, **extra):
         if student.shape != teacher.shape:
             raise ValueError(f'shapes differ: {tuple(student.shape)} vs {tuple(teacher.shape)}')
-        return ((student - teacher.detach()) ** 2).mean() * self.loss_weight
+        return ((student - teacher.detach())**2).mean() * self.loss_weight
 
 
 @MODELS.register_module(name='_TestNaNLoss', force=True)
@@ -106,8 +134,13 @@ def make_distiller(teacher_files, **overrides) -> Distiller:
         student=dict(model=seg_model(4, aux=True), scope='mmseg'),
         teacher=dict(config=cfg_path, checkpoint=ckpt),
         taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg'),
-        losses=dict(loss_cwd=dict(type='ChannelWiseKD', tau=4.0, loss_weight=3.0,
-                                  student='s_logits', teacher='t_logits')))
+        losses=dict(
+            loss_cwd=dict(
+                type='ChannelWiseKD',
+                tau=4.0,
+                loss_weight=3.0,
+                student='s_logits',
+                teacher='t_logits')))
     cfg.update(overrides)
     return MODELS.build(cfg)
 
@@ -153,11 +186,14 @@ def test_tap_syntax():
 
 def test_build_errors(teacher_files, tmp_path):
     with pytest.raises(KeyError, match=r"no module 'decode_head.conv_sge'.*decode_head.conv_seg"):
-        make_distiller(teacher_files, taps=dict(s_logits='student:decode_head.conv_sge',
-                                                t_logits='teacher:decode_head.conv_seg'))
+        make_distiller(
+            teacher_files,
+            taps=dict(
+                s_logits='student:decode_head.conv_sge', t_logits='teacher:decode_head.conv_seg'))
     with pytest.raises(KeyError, match=r"teacher has no module 'backbone.layer5'.*backbone.layer"):
-        make_distiller(teacher_files, taps=dict(s_logits='student:decode_head.conv_seg',
-                                                t_logits='teacher:backbone.layer5'))
+        make_distiller(
+            teacher_files,
+            taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:backbone.layer5'))
     missing = str(tmp_path / 'nope.pth')
     with pytest.raises(FileNotFoundError, match='teacher checkpoint not found: .*nope.pth'):
         make_distiller(teacher_files, teacher=dict(config=teacher_files[0], checkpoint=missing))
@@ -170,26 +206,34 @@ def test_build_errors(teacher_files, tmp_path):
     with pytest.raises(FileNotFoundError, match='teacher config not found'):
         make_distiller(teacher_files, teacher=dict(config='nowhere/t.py', checkpoint=None))
     with pytest.raises(KeyError, match=r"maps teacher='t_feat', which is not a tap"):
-        make_distiller(teacher_files, losses=dict(loss_x=dict(
-            type='_TestMSE', student='s_logits', teacher='t_feat')))
+        make_distiller(
+            teacher_files,
+            losses=dict(loss_x=dict(type='_TestMSE', student='s_logits', teacher='t_feat')))
     with pytest.raises(ValueError, match="must contain 'loss'"):
-        make_distiller(teacher_files, losses=dict(cwd=dict(
-            type='_TestMSE', student='s_logits', teacher='t_logits')))
+        make_distiller(
+            teacher_files,
+            losses=dict(cwd=dict(type='_TestMSE', student='s_logits', teacher='t_logits')))
     with pytest.raises(KeyError, match='is not a tap'):
         make_distiller(teacher_files, connectors=dict(s_x=dict(type='ResizeConnector', like='t')))
-    with pytest.raises(ValueError, match="connector on tap 't_logits' has trainable parameters, "
-                                         'but the tap belongs to the frozen teacher'):
-        make_distiller(teacher_files, connectors=dict(t_logits=dict(
-            type='ConvBNConnector', in_channels=11, out_channels=11)))
+    with pytest.raises(
+            ValueError,
+            match="connector on tap 't_logits' has trainable parameters, "
+            'but the tap belongs to the frozen teacher'):
+        make_distiller(
+            teacher_files,
+            connectors=dict(t_logits=dict(type='ConvBNConnector', in_channels=11, out_channels=11)))
     with pytest.raises(ValueError, match="connector on tap 's_logits' is not used by any loss"):
-        make_distiller(teacher_files, taps=dict(
-            s_logits='student:decode_head.conv_seg', s2='student:decode_head.conv_seg',
-            t_logits='teacher:decode_head.conv_seg'), losses=dict(loss_x=dict(
-                type='_TestMSE', student='s2', teacher='t_logits')),
+        make_distiller(
+            teacher_files,
+            taps=dict(
+                s_logits='student:decode_head.conv_seg',
+                s2='student:decode_head.conv_seg',
+                t_logits='teacher:decode_head.conv_seg'),
+            losses=dict(loss_x=dict(type='_TestMSE', student='s2', teacher='t_logits')),
             connectors=dict(s_logits=dict(type='ResizeConnector', like='t_logits')))
     with pytest.raises(KeyError, match="refers to like='t', which is not a tap"):
-        make_distiller(teacher_files, connectors=dict(s_logits=dict(type='ResizeConnector',
-                                                                    like='t')))
+        make_distiller(
+            teacher_files, connectors=dict(s_logits=dict(type='ResizeConnector', like='t')))
 
 
 def test_channel_mismatch_names_the_connector(teacher_files):
@@ -197,11 +241,16 @@ def test_channel_mismatch_names_the_connector(teacher_files):
     losses = dict(loss_fit=dict(type='FitNetsLoss', student='s_feat', teacher='t_feat'))
     model = make_distiller(teacher_files, taps=taps, losses=losses)
     data = model.data_preprocessor(batch(), True)
-    with pytest.raises(ValueError, match=r"add connectors=dict\(s_feat=dict\(type='ConvBNConnector'"
-                                         r', in_channels=32, out_channels=64\)\)'):
+    with pytest.raises(
+            ValueError,
+            match=r"add connectors=dict\(s_feat=dict\(type='ConvBNConnector'"
+            r', in_channels=32, out_channels=64\)\)'):
         model.loss(**data)
-    model = make_distiller(teacher_files, taps=taps, losses=losses, connectors=dict(
-        s_feat=dict(type='ConvBNConnector', in_channels=32, out_channels=64)))
+    model = make_distiller(
+        teacher_files,
+        taps=taps,
+        losses=losses,
+        connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=32, out_channels=64)))
     out = model.loss(**data)
     assert out['loss_fit'].requires_grad and 'decode.loss_ce' in out and 'aux.loss_ce' in out
 
@@ -248,14 +297,16 @@ class _TestUndetachedMSE(_TestMSE):
     """MSE that does not detach the teacher (gradients would flow into it)."""
 
     def forward(self, student, teacher, **extra):
-        return ((student - teacher) ** 2).mean() * self.loss_weight
+        return ((student - teacher)**2).mean() * self.loss_weight
 
 
 def test_teacher_gets_no_gradient_even_if_not_frozen(teacher_files):
     """The teacher runs under no_grad: even with trainable parameters (a freezing that was
     missed) and a loss that does not detach it, no gradient reaches it."""
-    model = make_distiller(teacher_files, losses=dict(loss_mse=dict(
-        type='_TestUndetachedMSE', student='s_logits', teacher='t_logits')))
+    model = make_distiller(
+        teacher_files,
+        losses=dict(
+            loss_mse=dict(type='_TestUndetachedMSE', student='s_logits', teacher='t_logits')))
     teacher = model.teacher
     for p in teacher.parameters():
         p.requires_grad_(True)
@@ -270,7 +321,8 @@ def test_teacher_gets_no_gradient_even_if_not_frozen(teacher_files):
 
 def test_teacher_runs_only_as_far_as_needed(teacher_files):
     model = make_distiller(
-        teacher_files, taps=dict(s_feat='student:backbone[3]', t_feat='teacher:backbone[3]'),
+        teacher_files,
+        taps=dict(s_feat='student:backbone[3]', t_feat='teacher:backbone[3]'),
         connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=32, out_channels=64)),
         losses=dict(loss_nfd=dict(type='NFDLoss', student='s_feat', teacher='t_feat')))
     head_calls = []
@@ -289,8 +341,10 @@ def test_input_tap_and_resize_connector(teacher_files):
     model = make_distiller(
         teacher_files,
         taps=dict(s_in='student:decode_head.conv_seg#in', t_feat='teacher:backbone[3]'),
-        connectors=dict(s_in=[dict(type='ConvBNConnector', in_channels=8, out_channels=64),
-                              dict(type='ResizeConnector', size=(2, 3))]),
+        connectors=dict(s_in=[
+            dict(type='ConvBNConnector', in_channels=8, out_channels=64),
+            dict(type='ResizeConnector', size=(2, 3))
+        ]),
         losses=dict(loss_at=dict(type='_TestMSE', student='s_in', teacher='t_feat')))
     data = model.data_preprocessor(batch(), True)
     with pytest.raises(ValueError, match=r"ResizeConnector', like='t_feat'"):
@@ -331,9 +385,16 @@ def test_documented_schedule_keys_exist():
 
 
 def test_schedule_in_distiller_and_state(teacher_files):
-    model = make_distiller(teacher_files, losses=dict(loss_cwd=dict(
-        type='ChannelWiseKD', tau=4.0, loss_weight=3.0, student='s_logits', teacher='t_logits',
-        schedule=dict(warmup_iters=2, stop_iter=3))))
+    model = make_distiller(
+        teacher_files,
+        losses=dict(
+            loss_cwd=dict(
+                type='ChannelWiseKD',
+                tau=4.0,
+                loss_weight=3.0,
+                student='s_logits',
+                teacher='t_logits',
+                schedule=dict(warmup_iters=2, stop_iter=3))))
     calls = []
     model.teacher.register_forward_pre_hook(lambda *a: calls.append(1))
     ow = sgd(model)
@@ -348,8 +409,14 @@ def test_schedule_in_distiller_and_state(teacher_files):
 
 
 def model_losses_with_schedule():
-    return dict(loss_cwd=dict(type='ChannelWiseKD', tau=4.0, loss_weight=3.0, student='s_logits',
-                              teacher='t_logits', schedule=dict(warmup_iters=2, stop_iter=3)))
+    return dict(
+        loss_cwd=dict(
+            type='ChannelWiseKD',
+            tau=4.0,
+            loss_weight=3.0,
+            student='s_logits',
+            teacher='t_logits',
+            schedule=dict(warmup_iters=2, stop_iter=3)))
 
 
 def test_freeze_student(teacher_files):
@@ -374,7 +441,8 @@ def test_connector_only_warmup_keeps_student_weights_and_updates_its_bn(teacher_
     connectors learn; ``norm_eval=False`` keeps the student in train mode, so its BN statistics
     still move, as they do in the official code."""
     model = make_distiller(
-        teacher_files, freeze_student=dict(modules=[''], iters=1, norm_eval=False),
+        teacher_files,
+        freeze_student=dict(modules=[''], iters=1, norm_eval=False),
         connectors=dict(s_logits=dict(type='ConvBNConnector', in_channels=11, out_channels=11)))
     ow = sgd(model, lr=0.1)
     params = {k: v.detach().clone() for k, v in model.student.named_parameters()}
@@ -385,8 +453,9 @@ def test_connector_only_warmup_keeps_student_weights_and_updates_its_bn(teacher_
     for k, v in model.student.named_parameters():
         assert torch.equal(v, params[k]), k
     assert all(m.training for m in model.student.modules())
-    moved = [k for k, v in model.student.named_buffers()
-             if k in stats and not torch.equal(v, stats[k])]
+    moved = [
+        k for k, v in model.student.named_buffers() if k in stats and not torch.equal(v, stats[k])
+    ]
     assert moved, 'BN statistics must keep updating with norm_eval=False'
     assert not torch.equal(conn, model.connectors['s_logits'][0].conv.weight)
     model.train_step(batch(seed=1), ow)
@@ -400,10 +469,10 @@ def test_conv_bn_connector_ofd_init():
     """``init='kaiming_fan_out'``: normal, std sqrt(2 / (k*k*out)) as the official OFD code;
     the default stays PyTorch's (a visibly different spread)."""
     torch.manual_seed(0)
-    ofd = MODELS.build(dict(type='ConvBNConnector', in_channels=64, out_channels=256,
-                            init='kaiming_fan_out'))
+    ofd = MODELS.build(
+        dict(type='ConvBNConnector', in_channels=64, out_channels=256, init='kaiming_fan_out'))
     default = MODELS.build(dict(type='ConvBNConnector', in_channels=64, out_channels=256))
-    want = (2.0 / 256) ** 0.5
+    want = (2.0 / 256)**0.5
     assert abs(float(ofd.conv.weight.std()) - want) < 0.03 * want
     assert abs(float(default.conv.weight.std()) - want) > 0.1 * want
     assert torch.equal(ofd.bn.weight, torch.ones(256))
@@ -415,8 +484,9 @@ def test_conv_bn_connector_ofd_init():
 def test_non_finite_losses_are_left_to_the_hook(teacher_files, monkeypatch):
     """No finiteness check (device sync) per loss in the distiller; NonFiniteLossHook, which
     checks every logged loss once per step, names the distillation loss."""
-    model = make_distiller(teacher_files, losses=dict(loss_bad=dict(
-        type='_TestNaNLoss', student='s_logits', teacher='t_logits')))
+    model = make_distiller(
+        teacher_files,
+        losses=dict(loss_bad=dict(type='_TestNaNLoss', student='s_logits', teacher='t_logits')))
     ow = sgd(model)
     hook = NonFiniteLossHook()
     hook.after_train_iter(SimpleNamespace(iter=0), 0, outputs=model.train_step(batch(), ow))
@@ -444,14 +514,16 @@ def test_teacher_sees_what_its_own_preprocessor_makes(s_norm, s_rgb, t_norm, t_r
         pre = dict(DP, bgr_to_rgb=rgb, **(norm or dict(mean=None, std=None)))
         return dict(seg_model(base), data_preprocessor=pre)
 
-    distiller = MODELS.build(dict(
-        type='Distiller',
-        student=dict(model=model(4, NORM_S if s_norm else None, s_rgb), scope='mmseg'),
-        teacher=dict(model=model(8, NORM_T if t_norm else None, t_rgb), scope='mmseg',
-                     checkpoint=None),
-        taps=dict(s_logits='student:decode_head.conv_seg',
-                  t_logits='teacher:decode_head.conv_seg'),
-        losses=dict(loss_cwd=dict(type='ChannelWiseKD', student='s_logits', teacher='t_logits'))))
+    distiller = MODELS.build(
+        dict(
+            type='Distiller',
+            student=dict(model=model(4, NORM_S if s_norm else None, s_rgb), scope='mmseg'),
+            teacher=dict(
+                model=model(8, NORM_T if t_norm else None, t_rgb), scope='mmseg', checkpoint=None),
+            taps=dict(
+                s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg'),
+            losses=dict(
+                loss_cwd=dict(type='ChannelWiseKD', student='s_logits', teacher='t_logits'))))
     assert distiller.data_preprocessor._enable_normalize is s_norm
     assert distiller.teacher.data_preprocessor._enable_normalize is t_norm
     seen = []
@@ -464,12 +536,22 @@ def test_teacher_sees_what_its_own_preprocessor_makes(s_norm, s_rgb, t_norm, t_r
 
 def test_adversarial_loss_extras_and_optimizer_check(teacher_files):
     # extra_inputs: HolisticKD reads 'inputs' and 'data_samples' without any config entry
-    model = make_distiller(teacher_files, losses=dict(loss_hkd=dict(
-        type='HolisticKD', num_classes=11, num_convs=2, base_channels=8, loss_weight=0.1,
-        student='s_logits', teacher='t_logits')))
+    model = make_distiller(
+        teacher_files,
+        losses=dict(
+            loss_hkd=dict(
+                type='HolisticKD',
+                num_classes=11,
+                num_convs=2,
+                base_channels=8,
+                loss_weight=0.1,
+                student='s_logits',
+                teacher='t_logits')))
     assert model.adversarial_losses == ['loss_hkd']
-    assert model.loss_maps['loss_hkd']['extras'] == {'inputs': 'inputs',
-                                                     'data_samples': 'data_samples'}
+    assert model.loss_maps['loss_hkd']['extras'] == {
+        'inputs': 'inputs',
+        'data_samples': 'data_samples'
+    }
     assert all('.discriminator.' in f'.{n}' for n in model._ddp_params_and_buffers_to_ignore)
     with pytest.raises(ValueError, match='train a discriminator'):
         model.train_step(batch(), sgd(model))
@@ -480,14 +562,15 @@ def test_student_initialised_from_its_checkpoint(teacher_files, tmp_path):
         student = MODELS.build(seg_model(4, aux=True))
     path = str(tmp_path / 'student.pth')
     torch.save(dict(state_dict=student.state_dict()), path)
-    model = make_distiller(teacher_files, student=dict(model=seg_model(4, aux=True),
-                                                       scope='mmseg', checkpoint=path))
+    model = make_distiller(
+        teacher_files, student=dict(model=seg_model(4, aux=True), scope='mmseg', checkpoint=path))
     model.init_weights()  # what the Runner does; must not overwrite the student's weights
     for k, v in student.state_dict().items():
         assert torch.equal(model.student.state_dict()[k], v), k
     with pytest.raises(FileNotFoundError, match='student checkpoint not found'):
-        make_distiller(teacher_files, student=dict(model=seg_model(4), scope='mmseg',
-                                                   checkpoint=str(tmp_path / 'x.pth')))
+        make_distiller(
+            teacher_files,
+            student=dict(model=seg_model(4), scope='mmseg', checkpoint=str(tmp_path / 'x.pth')))
 
 
 def test_unreachable_teacher_url_is_clear(teacher_files):
@@ -520,34 +603,51 @@ def test_module_called_twice_needs_a_call_selection(teacher_files):
     """A tap on a module that runs twice is refused (student and teacher, early stop on) with
     the call count and the syntax to pick a call."""
     data = make_distiller(teacher_files).data_preprocessor(batch(), True)
-    model = make_distiller(teacher_files, taps=dict(s=f'student:{RELU}', t=f'teacher:{RELU}@1'),
-                           losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
-    with pytest.raises(ValueError, match=(
-            r"tap 's' = 'student:backbone.layer4.1.relu' is ambiguous: module "
-            r"'backbone.layer4.1.relu' is called 2 times per student forward; select one call "
-            r"with @<call> \(0..1, e.g. 'student:backbone.layer4.1.relu@0', @-1 for the last\) "
-            r"or all of them as a list with 'student:backbone.layer4.1.relu@\*'")):
+    model = make_distiller(
+        teacher_files,
+        taps=dict(s=f'student:{RELU}', t=f'teacher:{RELU}@1'),
+        losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
+    with pytest.raises(
+            ValueError,
+            match=(
+                r"tap 's' = 'student:backbone.layer4.1.relu' is ambiguous: module "
+                r"'backbone.layer4.1.relu' is called 2 times per student forward; select one call "
+                r"with @<call> \(0..1, e.g. 'student:backbone.layer4.1.relu@0', @-1 for the last\) "
+                r"or all of them as a list with 'student:backbone.layer4.1.relu@\*'")):
         model.loss(**data)
-    model = make_distiller(teacher_files, taps=dict(s=f'student:{RELU}@1', t=f'teacher:{RELU}'),
-                           losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
+    model = make_distiller(
+        teacher_files,
+        taps=dict(s=f'student:{RELU}@1', t=f'teacher:{RELU}'),
+        losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
     assert model._taps['teacher'].stop_when_done
-    with pytest.raises(ValueError, match=r"'teacher:backbone.layer4.1.relu' is ambiguous: .*"
-                                         r'is called 2 times per teacher forward'):
+    with pytest.raises(
+            ValueError,
+            match=r"'teacher:backbone.layer4.1.relu' is ambiguous: .*"
+            r'is called 2 times per teacher forward'):
         model.loss(**data)
-    model = make_distiller(teacher_files, taps=dict(s=f'student:{RELU}@1', t=f'teacher:{RELU}@2'),
-                           losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
-    with pytest.raises(ValueError, match=r"selects call 2 but module 'backbone.layer4.1.relu' is "
-                                         r'called 2 times per teacher forward; select a call in '
-                                         r'-2..1'):
+    model = make_distiller(
+        teacher_files,
+        taps=dict(s=f'student:{RELU}@1', t=f'teacher:{RELU}@2'),
+        losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
+    with pytest.raises(
+            ValueError,
+            match=r"selects call 2 but module 'backbone.layer4.1.relu' is "
+            r'called 2 times per teacher forward; select a call in '
+            r'-2..1'):
         model.loss(**data)
 
 
 def test_call_selection_records_the_selected_call(teacher_files):
-    taps = dict(s=f'student:{RELU}@-1', t0=f'teacher:{RELU}@0', t1=f'teacher:{RELU}@1',
-                t_last=f'teacher:{RELU}@-1', t_all=f'teacher:{RELU}@*',
-                t_bn1='teacher:backbone.layer4.1.bn1')
+    taps = dict(
+        s=f'student:{RELU}@-1',
+        t0=f'teacher:{RELU}@0',
+        t1=f'teacher:{RELU}@1',
+        t_last=f'teacher:{RELU}@-1',
+        t_all=f'teacher:{RELU}@*',
+        t_bn1='teacher:backbone.layer4.1.bn1')
     model = make_distiller(
-        teacher_files, taps=taps,
+        teacher_files,
+        taps=taps,
         connectors=dict(s=dict(type='ConvBNConnector', in_channels=32, out_channels=64)),
         losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t1')))
     data = model.data_preprocessor(batch(), True)
@@ -578,9 +678,10 @@ def test_early_stop_counts_calls(teacher_files):
     """With early stop the teacher stops right after the selected call, not at the first one;
     a tap without '@' lets the first forward run to its end (to count calls), later ones stop."""
     mse = dict(loss_x=dict(type='_TestMSE', student='s', teacher='t'))
-    model = make_distiller(teacher_files, taps=dict(s='student:decode_head.conv_seg',
-                                                    t='teacher:backbone.layer3.0.relu@1'),
-                           losses=mse)
+    model = make_distiller(
+        teacher_files,
+        taps=dict(s='student:decode_head.conv_seg', t='teacher:backbone.layer3.0.relu@1'),
+        losses=mse)
     teacher = model.teacher
     calls = collections.Counter()
     for name in ('backbone.layer3.0.conv2', 'backbone.layer3.1', 'decode_head.conv_seg'):
@@ -597,8 +698,10 @@ def test_early_stop_counts_calls(teacher_files):
     h.remove()
     assert torch.equal(rec['t'], ref['out'])
 
-    model = make_distiller(teacher_files, taps=dict(s='student:decode_head.conv_seg',
-                                                    t='teacher:backbone.layer2'), losses=mse)
+    model = make_distiller(
+        teacher_files,
+        taps=dict(s='student:decode_head.conv_seg', t='teacher:backbone.layer2'),
+        losses=mse)
     calls.clear()
     # (mmseg's tensor mode calls decode_head.forward directly: hook a submodule)
     model.teacher.decode_head.conv_seg.register_forward_pre_hook(
@@ -610,9 +713,10 @@ def test_early_stop_counts_calls(teacher_files):
 
 
 def test_teacher_done_is_not_swallowed_by_except_exception(teacher_files):
-    model = make_distiller(teacher_files, taps=dict(s='student:decode_head.conv_seg',
-                                                    t='teacher:backbone.layer2'),
-                           losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
+    model = make_distiller(
+        teacher_files,
+        taps=dict(s='student:decode_head.conv_seg', t='teacher:backbone.layer2'),
+        losses=dict(loss_x=dict(type='_TestMSE', student='s', teacher='t')))
     caught = []
     backbone = model.teacher.backbone
     forward = backbone.forward
@@ -626,8 +730,7 @@ def test_teacher_done_is_not_swallowed_by_except_exception(teacher_files):
 
     backbone.forward = guarded
     head_calls = []
-    model.teacher.decode_head.conv_seg.register_forward_pre_hook(
-        lambda *a: head_calls.append(1))
+    model.teacher.decode_head.conv_seg.register_forward_pre_hook(lambda *a: head_calls.append(1))
     x = model.data_preprocessor(batch(), True)['inputs']
     for _ in range(2):  # the first forward runs to the end (counting calls), the second stops
         rec = model._run_teacher(x, None)
@@ -702,17 +805,20 @@ class _TestAdversarial(AdversarialDistillLoss):  # adversarial by its class, not
 
 
 def adversarial_wrappers(model, critic_lr: float = 0.01, **critic_kw):
-    return DistillOptimWrapperConstructor(dict(
-        student=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01)),
-        discriminator=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=critic_lr),
-                           **critic_kw)))(model)
+    return DistillOptimWrapperConstructor(
+        dict(
+            student=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01)),
+            discriminator=dict(
+                type='OptimWrapper', optimizer=dict(type='SGD', lr=critic_lr), **critic_kw)))(
+                    model)
 
 
 def test_critic_step_honours_gradient_accumulation(teacher_files):
     """accumulative_counts=2: no critic update after the first step; after the second, one SGD
     step on the mean of both critic-loss gradients (and nothing from the generator loss)."""
-    model = make_distiller(teacher_files, losses=dict(loss_adv=dict(
-        type='_TestAdversarial', student='s_logits', teacher='t_logits')))
+    model = make_distiller(
+        teacher_files,
+        losses=dict(loss_adv=dict(type='_TestAdversarial', student='s_logits', teacher='t_logits')))
     loss = model.losses['loss_adv']
     ref = copy.deepcopy(loss.discriminator)
     seen = []
@@ -759,11 +865,12 @@ def test_critics_are_broadcast_before_their_first_use(teacher_files, monkeypatch
     """The critic is equal across ranks before the first generator loss uses it, once."""
     events = []
     monkeypatch.setattr(distiller_module, 'dist', _FakeDist(events))
-    model = make_distiller(teacher_files, losses=dict(loss_adv=dict(
-        type='_TestAdversarial', student='s_logits', teacher='t_logits')))
+    model = make_distiller(
+        teacher_files,
+        losses=dict(loss_adv=dict(type='_TestAdversarial', student='s_logits', teacher='t_logits')))
     critic = model.losses['loss_adv'].discriminator
-    critic.register_forward_pre_hook(
-        lambda m, a: events.append(('critic', bool((m.weight == 0.25).all()))))
+    critic.register_forward_pre_hook(lambda m, a: events.append(
+        ('critic', bool((m.weight == 0.25).all()))))
     ow = adversarial_wrappers(model)
     model.train_step(batch(), ow)
     assert events[:3] == ['broadcast', 'broadcast', ('critic', True)]  # weight, bias, then use
@@ -772,9 +879,17 @@ def test_critics_are_broadcast_before_their_first_use(teacher_files, monkeypatch
 
 
 def test_non_finite_critic_loss_is_caught_by_the_hook(teacher_files):
-    model = make_distiller(teacher_files, losses=dict(loss_hkd=dict(
-        type='HolisticKD', num_classes=11, num_convs=2, base_channels=8, loss_weight=0.1,
-        student='s_logits', teacher='t_logits')))
+    model = make_distiller(
+        teacher_files,
+        losses=dict(
+            loss_hkd=dict(
+                type='HolisticKD',
+                num_classes=11,
+                num_convs=2,
+                base_channels=8,
+                loss_weight=0.1,
+                student='s_logits',
+                teacher='t_logits')))
     loss = model.losses['loss_hkd']
     critic_loss = loss.discriminator_loss
     loss.discriminator_loss = lambda *a, **k: critic_loss(*a, **k) * 0 + float('inf')

@@ -56,8 +56,9 @@ def test_recipes_parse_and_follow_naming():
 @pytest.mark.skipif(not osp.isfile(TEACHER), reason='shared CamVid teacher not available')
 def test_camvid_cwd_recipe_trains_a_step():
     cfg = Config.fromfile(
-        osp.join(ROOT, 'configs/distill/seg/cwd/'
-                 'cwd_logits_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py'))
+        osp.join(
+            ROOT, 'configs/distill/seg/cwd/'
+            'cwd_logits_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py'))
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
         ow = build_optim_wrapper(model, cfg.optim_wrapper)

@@ -25,11 +25,17 @@ import rtkd  # noqa: F401
 from test_distiller import seg_model
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-BASES = [osp.join(ROOT, 'configs/_base_', p) for p in
-         ('datasets/camvid.py', 'default_runtime.py', 'schedules/schedule_poly.py')]
+BASES = [
+    osp.join(ROOT, 'configs/_base_', p)
+    for p in ('datasets/camvid.py', 'default_runtime.py', 'schedules/schedule_poly.py')
+]
 
 
-def write_config(path: str, data_root: str, work_dir: str, model: dict, max_iters: int = 2,
+def write_config(path: str,
+                 data_root: str,
+                 work_dir: str,
+                 model: dict,
+                 max_iters: int = 2,
                  extra: str = '') -> str:
     """A complete tiny config file (also used by torchrun)."""
     text = f"""
@@ -76,10 +82,18 @@ def distiller(teacher, losses=None, **kw) -> dict:
         type='Distiller',
         student=dict(model=seg_model(4, aux=True), scope='mmseg'),
         teacher=dict(config=teacher[0], checkpoint=teacher[1]),
-        taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
-                  s_feat='student:backbone[3]', t_feat='teacher:backbone[3]'),
-        losses=losses or dict(loss_cwd=dict(type='ChannelWiseKD', tau=4.0, loss_weight=3.0,
-                                            student='s_logits', teacher='t_logits')),
+        taps=dict(
+            s_logits='student:decode_head.conv_seg',
+            t_logits='teacher:decode_head.conv_seg',
+            s_feat='student:backbone[3]',
+            t_feat='teacher:backbone[3]'),
+        losses=losses or dict(
+            loss_cwd=dict(
+                type='ChannelWiseKD',
+                tau=4.0,
+                loss_weight=3.0,
+                student='s_logits',
+                teacher='t_logits')),
         **kw)
 
 
@@ -89,8 +103,8 @@ HOOKS = ("custom_hooks = [dict(type='StudentCheckpointHook', interval=2)]\n"
 
 def test_train_test_resume_and_student_roundtrip(tiny_camvid, teacher, tmp_path):
     work = str(tmp_path / 'work')
-    cfg_file = write_config(str(tmp_path / 'kd.py'), tiny_camvid, work, distiller(teacher),
-                            extra=HOOKS)
+    cfg_file = write_config(
+        str(tmp_path / 'kd.py'), tiny_camvid, work, distiller(teacher), extra=HOOKS)
     runner = Runner.from_cfg(Config.fromfile(cfg_file))
     runner.train()
     scalars = runner.message_hub.log_scalars
@@ -99,8 +113,8 @@ def test_train_test_resume_and_student_roundtrip(tiny_camvid, teacher, tmp_path)
         assert osp.isfile(osp.join(work, f)), f
     ckpt = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu')
     keys = list(ckpt['state_dict'])
-    assert keys and all(k.split('.')[0] in ('student', 'losses', 'connectors', 'distill_iter')
-                        for k in keys)
+    assert keys and all(
+        k.split('.')[0] in ('student', 'losses', 'connectors', 'distill_iter') for k in keys)
     assert int(ckpt['state_dict']['distill_iter']) == 2
     kd_metrics = runner.test()
     assert 'mIoU' in kd_metrics
@@ -112,16 +126,26 @@ def test_train_test_resume_and_student_roundtrip(tiny_camvid, teacher, tmp_path)
     a = torch.load(out, map_location='cpu')['state_dict']
     b = torch.load(osp.join(work, 'student_latest.pth'), map_location='cpu')['state_dict']
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    s_file = write_config(str(tmp_path / 'student_cfg.py'), tiny_camvid, str(tmp_path / 's'),
-                          seg_model(4, aux=True), extra="default_scope = 'mmseg'\n")
+    s_file = write_config(
+        str(tmp_path / 'student_cfg.py'),
+        tiny_camvid,
+        str(tmp_path / 's'),
+        seg_model(4, aux=True),
+        extra="default_scope = 'mmseg'\n")
     s_cfg = Config.fromfile(s_file)
     s_cfg.load_from = out
     s_metrics = Runner.from_cfg(s_cfg).test()
     assert s_metrics['mIoU'] == pytest.approx(kd_metrics['mIoU'])
 
     # resume: continues iteration count and the distiller's schedule counter
-    cfg = Config.fromfile(write_config(str(tmp_path / 'kd3.py'), tiny_camvid, work,
-                                       distiller(teacher), max_iters=3, extra=HOOKS))
+    cfg = Config.fromfile(
+        write_config(
+            str(tmp_path / 'kd3.py'),
+            tiny_camvid,
+            work,
+            distiller(teacher),
+            max_iters=3,
+            extra=HOOKS))
     cfg.resume = True
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -129,12 +153,17 @@ def test_train_test_resume_and_student_roundtrip(tiny_camvid, teacher, tmp_path)
 
 
 SKD = dict(
-    loss_pi=dict(type='PixelWiseKD', tau=1.0, loss_weight=10.0, student='s_logits',
-                 teacher='t_logits'),
-    loss_pa=dict(type='PairWiseKD', scale=0.5, loss_weight=1.0, student='s_feat',
-                 teacher='t_feat'),
-    loss_hkd=dict(type='HolisticKD', num_classes=11, num_convs=2, base_channels=8,
-                  loss_weight=0.1, student='s_logits', teacher='t_logits'))
+    loss_pi=dict(
+        type='PixelWiseKD', tau=1.0, loss_weight=10.0, student='s_logits', teacher='t_logits'),
+    loss_pa=dict(type='PairWiseKD', scale=0.5, loss_weight=1.0, student='s_feat', teacher='t_feat'),
+    loss_hkd=dict(
+        type='HolisticKD',
+        num_classes=11,
+        num_convs=2,
+        base_channels=8,
+        loss_weight=0.1,
+        student='s_logits',
+        teacher='t_logits'))
 ADV_OPTIM = """
 optim_wrapper = dict(_delete_=True, constructor='DistillOptimWrapperConstructor',
     student=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
@@ -145,8 +174,13 @@ optim_wrapper = dict(_delete_=True, constructor='DistillOptimWrapperConstructor'
 
 def test_adversarial_two_optimizers_and_resume(tiny_camvid, teacher, tmp_path):
     work = str(tmp_path / 'work')
-    cfg = Config.fromfile(write_config(str(tmp_path / 'skd.py'), tiny_camvid, work,
-                                       distiller(teacher, SKD), extra=HOOKS + ADV_OPTIM))
+    cfg = Config.fromfile(
+        write_config(
+            str(tmp_path / 'skd.py'),
+            tiny_camvid,
+            work,
+            distiller(teacher, SKD),
+            extra=HOOKS + ADV_OPTIM))
     runner = Runner.from_cfg(cfg)
     runner.train()
     model = runner.model
@@ -165,9 +199,14 @@ def test_adversarial_two_optimizers_and_resume(tiny_camvid, teacher, tmp_path):
         'discriminator' in str(list(ckpt['optimizer']))
     d_before = {n: named[n].detach().clone() for n in d_params}
 
-    cfg = Config.fromfile(write_config(str(tmp_path / 'skd3.py'), tiny_camvid, work,
-                                       distiller(teacher, SKD), max_iters=3,
-                                       extra=HOOKS + ADV_OPTIM))
+    cfg = Config.fromfile(
+        write_config(
+            str(tmp_path / 'skd3.py'),
+            tiny_camvid,
+            work,
+            distiller(teacher, SKD),
+            max_iters=3,
+            extra=HOOKS + ADV_OPTIM))
     cfg.resume = True
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -190,11 +229,15 @@ def run_torchrun(cfg_file: str, env: dict = None, timeout: int = 300):
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
     t0 = time.time()
-    proc = subprocess.run(
-        [TORCHRUN, '--nproc_per_node=2', f'--master_port={port}',
-         osp.join(ROOT, 'tools/train.py'), cfg_file, '--launcher', 'pytorch'],
-        cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1', **(env or {})),
-        capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([
+        TORCHRUN, '--nproc_per_node=2', f'--master_port={port}',
+        osp.join(ROOT, 'tools/train.py'), cfg_file, '--launcher', 'pytorch'
+    ],
+                          cwd=ROOT,
+                          env=dict(os.environ, OMP_NUM_THREADS='1', **(env or {})),
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
     return proc, time.time() - t0
 
 
@@ -205,13 +248,22 @@ def test_ddp_two_process_cpu(tiny_camvid, teacher, tmp_path):
     find_unused_parameters=False: DDP stops at the second iteration if any parameter missed
     its gradient in the first."""
     work = str(tmp_path / 'work')
-    model = distiller(teacher, dict(SKD, loss_fit=dict(
-        type='FitNetsLoss', student='s_mid', teacher='t_mid', schedule=dict(warmup_iters=1))),
+    model = distiller(
+        teacher,
+        dict(
+            SKD,
+            loss_fit=dict(
+                type='FitNetsLoss', student='s_mid', teacher='t_mid',
+                schedule=dict(warmup_iters=1))),
         freeze_student=dict(modules=['backbone'], iters=1),
         connectors=dict(s_mid=dict(type='ConvBNConnector', in_channels=16, out_channels=32)))
     model['taps'].update(s_mid='student:backbone[2]', t_mid='teacher:backbone[2]')
     cfg_file = write_config(
-        str(tmp_path / 'ddp.py'), tiny_camvid, work, model, extra=HOOKS + ADV_OPTIM +
+        str(tmp_path / 'ddp.py'),
+        tiny_camvid,
+        work,
+        model,
+        extra=HOOKS + ADV_OPTIM +
         "model_wrapper_cfg = dict(type='DistillerDataParallel', find_unused_parameters=False)\n")
     proc, _ = run_torchrun(cfg_file)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -253,10 +305,15 @@ def test_ddp_non_finite_loss_on_one_rank_stops_every_rank(tiny_camvid, teacher, 
     its next collective or is terminated by torchrun's agent; the job exits non-zero at once."""
     (tmp_path / 'nan_on_rank1.py').write_text(NAN_LOSS)
     work = str(tmp_path / 'work')
-    model = distiller(teacher, dict(loss_nan=dict(type='_NaNOnRank1', student='s_logits',
-                                                  teacher='t_logits')))
+    model = distiller(
+        teacher, dict(loss_nan=dict(type='_NaNOnRank1', student='s_logits', teacher='t_logits')))
     cfg_file = write_config(
-        str(tmp_path / 'nan.py'), tiny_camvid, work, model, max_iters=6, extra=HOOKS +
+        str(tmp_path / 'nan.py'),
+        tiny_camvid,
+        work,
+        model,
+        max_iters=6,
+        extra=HOOKS +
         "custom_imports = dict(imports=['rtkd', 'nan_on_rank1'], allow_failed_imports=False)\n")
     path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get('PYTHONPATH')) if p)
     proc, seconds = run_torchrun(cfg_file, env=dict(PYTHONPATH=path), timeout=240)
@@ -276,8 +333,8 @@ def test_student_checkpoints_are_pruned_like_checkpoint_hook(tiny_camvid, teache
     extra = ("custom_hooks = [dict(type='StudentCheckpointHook', interval=1)]\n"
              "model_wrapper_cfg = dict(type='DistillerDataParallel')\n"
              "default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2))\n")
-    cfg_file = write_config(str(tmp_path / 'kd.py'), tiny_camvid, work, distiller(teacher),
-                            max_iters=4, extra=extra)
+    cfg_file = write_config(
+        str(tmp_path / 'kd.py'), tiny_camvid, work, distiller(teacher), max_iters=4, extra=extra)
     cfg = Config.fromfile(cfg_file)
     cfg.train_cfg.val_interval = 100
     Runner.from_cfg(cfg).train()
@@ -289,11 +346,12 @@ def test_student_checkpoints_are_pruned_like_checkpoint_hook(tiny_camvid, teache
 def test_corrupted_latest_checkpoint_names_it_and_resume_falls_back(tiny_camvid, teacher, tmp_path,
                                                                     capsys):
     from mmengine.runner.checkpoint import load_checkpoint
+
     from rtkd.compat import CheckpointReadError
     work = str(tmp_path / 'work')
     extra = "default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=5))\n" + HOOKS
-    cfg_file = write_config(str(tmp_path / 'kd.py'), tiny_camvid, work, distiller(teacher),
-                            max_iters=3, extra=extra)
+    cfg_file = write_config(
+        str(tmp_path / 'kd.py'), tiny_camvid, work, distiller(teacher), max_iters=3, extra=extra)
     cfg = Config.fromfile(cfg_file)
     cfg.train_cfg.val_interval = 100
     Runner.from_cfg(cfg).train()

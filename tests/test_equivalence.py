@@ -22,8 +22,10 @@ from helpers import ROOT, make_tiny_camvid
 sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmarks'))
 import ddp_equivalence as eq  # noqa: E402
 
-needs_torchrun = pytest.mark.skipif(not shutil.which('torchrun') and not osp.isfile(
-    osp.join(osp.dirname(sys.executable), 'torchrun')), reason='torchrun not available')
+needs_torchrun = pytest.mark.skipif(
+    not shutil.which('torchrun')
+    and not osp.isfile(osp.join(osp.dirname(sys.executable), 'torchrun')),
+    reason='torchrun not available')
 
 
 @pytest.fixture(scope='module')
@@ -62,15 +64,17 @@ def test_ddp_two_processes_batch4_equal_one_process_batch8(camvid8, teacher, tmp
     ``diff_rank_seed=True`` initialises each rank differently."""
     single, ddp = str(tmp_path / 'single'), str(tmp_path / 'ddp')
     _train(eq.write_recipe(str(tmp_path / 'single.py'), camvid8, single, teacher, DDP_ITERS, 8))
-    proc = eq.run_ddp(eq.write_recipe(str(tmp_path / 'ddp.py'), camvid8, ddp, teacher,
-                                      DDP_ITERS, 4))
+    proc = eq.run_ddp(
+        eq.write_recipe(str(tmp_path / 'ddp.py'), camvid8, ddp, teacher, DDP_ITERS, 4))
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = eq.compare_ddp(single, ddp)
     print(eq.report(res))
     assert res['iters'] == DDP_ITERS
     curves = res['curves']['single']
-    assert {'loss', 'decode.loss_ce', 'loss_cwd', 'loss_cwd_feat', 'loss_pi', 'loss_hkd',
-            'loss_hkd.critic'} <= set(curves)
+    assert {
+        'loss', 'decode.loss_ce', 'loss_cwd', 'loss_cwd_feat', 'loss_pi', 'loss_hkd',
+        'loss_hkd.critic'
+    } <= set(curves)
     # the curves are not flat (the comparison is not between constants): warm-up from 0, training
     assert curves['loss_cwd'][0] == 0 and curves['loss_cwd'][-1] > 0
     assert len({round(v, 6) for v in curves['loss_hkd.critic']}) > DDP_ITERS // 2
@@ -91,10 +95,15 @@ def test_ddp_two_processes_batch4_equal_one_process_batch8(camvid8, teacher, tmp
 
 
 RESUME_ITERS = 8
-AUG_PIPE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-            dict(type='RandomResize', scale=(64, 48), ratio_range=(0.75, 1.5), keep_ratio=True),
-            dict(type='RandomCrop', crop_size=(32, 48)), dict(type='RandomFlip', prob=0.5),
-            dict(type='PhotoMetricDistortion'), dict(type='PackSegInputs')]
+AUG_PIPE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=(64, 48), ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=(32, 48)),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
 
 
 @pytest.mark.parametrize('workers', [0, 2])
@@ -115,11 +124,20 @@ def test_resume_equals_uninterrupted_run(camvid8, teacher, tmp_path, workers):
     state is the seed's plus the 4 batches mmengine replays to skip them, and workers are
     re-seeded (seed + worker id) when the iterator is made, then replay the same batches - as
     long as ``num_workers`` and the world size are the same in both launches."""
+
     def recipe(work):
-        return eq.write_recipe(str(tmp_path / f'{osp.basename(work)}.py'), camvid8, work,
-                               teacher, RESUME_ITERS, 4, pipeline=AUG_PIPE, shuffle=True,
-                               ckpt_interval=RESUME_ITERS // 2,
-                               extra=f'train_dataloader.update(num_workers={workers})\n')
+        return eq.write_recipe(
+            str(tmp_path / f'{osp.basename(work)}.py'),
+            camvid8,
+            work,
+            teacher,
+            RESUME_ITERS,
+            4,
+            pipeline=AUG_PIPE,
+            shuffle=True,
+            ckpt_interval=RESUME_ITERS // 2,
+            extra=f'train_dataloader.update(num_workers={workers})\n')
+
     full, part = str(tmp_path / 'full'), str(tmp_path / 'part')
     _train(recipe(full))
     # stopped like a killed job (after the iteration-4 checkpoint), the config unchanged: a run
@@ -139,8 +157,11 @@ def test_resume_equals_uninterrupted_run(camvid8, teacher, tmp_path, workers):
     d, where = eq.max_abs_diff(ca, cb)
     assert d == 0, f'loss curves differ by {d:.3e} at {where}'
 
-    ck = {w: torch.load(osp.join(w, f'iter_{RESUME_ITERS}.pth'), map_location='cpu',
-                        weights_only=False) for w in (full, part)}
+    ck = {
+        w:
+        torch.load(osp.join(w, f'iter_{RESUME_ITERS}.pth'), map_location='cpu', weights_only=False)
+        for w in (full, part)
+    }
     for key in ('state_dict', 'optimizer', 'param_schedulers'):
         d, where = eq.max_abs_diff(ck[full][key], ck[part][key])
         assert d == 0, f'{key} differs by {d:.3e} at {where}'

@@ -47,8 +47,9 @@ def tiny_cfg(path, data_root, work_dir, iters=2, **extra):
     return cfg
 
 
-@pytest.mark.parametrize('path', [p for p in all_configs() if not is_distill_recipe(p)],
-                         ids=lambda p: osp.relpath(p, CONFIG_DIR))
+@pytest.mark.parametrize(
+    'path', [p for p in all_configs() if not is_distill_recipe(p)],
+    ids=lambda p: osp.relpath(p, CONFIG_DIR))
 def test_every_config_builds(path):
     """Every user-facing network config parses and its model builds in its own registry scope
     (the distillation recipes are built by tests/test_distiller*.py)."""

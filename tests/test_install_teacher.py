@@ -17,14 +17,23 @@ BN = dict(type='BN', requires_grad=True)
 
 
 def tiny(aux: bool, base: int = 4) -> dict:
-    head = dict(type='FCNHead', in_channels=base * 8, in_index=3, channels=base, num_convs=1,
-                concat_input=False, num_classes=11, norm_cfg=BN)
+    head = dict(
+        type='FCNHead',
+        in_channels=base * 8,
+        in_index=3,
+        channels=base,
+        num_convs=1,
+        concat_input=False,
+        num_classes=11,
+        norm_cfg=BN)
     model = dict(
         type='EncoderDecoder',
         data_preprocessor=dict(type='SegDataPreProcessor', mean=[0, 0, 0], std=[1, 1, 1]),
-        backbone=dict(type='ResNetV1c', depth=18, base_channels=base, stem_channels=base,
-                      norm_cfg=BN),
-        decode_head=head, train_cfg=dict(), test_cfg=dict(mode='whole'))
+        backbone=dict(
+            type='ResNetV1c', depth=18, base_channels=base, stem_channels=base, norm_cfg=BN),
+        decode_head=head,
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
     if aux:
         model['auxiliary_head'] = dict(head, in_channels=base * 4, in_index=2)
     return model
@@ -38,14 +47,17 @@ def trained(tmp_path):
         f"default_scope = 'mmseg'\nmodel = {tiny(True)!r}\n"
         "train_dataloader = dict(batch_size=2)\ntrain_cfg = dict(max_iters=10)\n"
         "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1))\n")
-    (tmp_path / 'cfg' / 'infer.py').write_text(
-        "_base_ = ['./train.py']\nmodel = dict(auxiliary_head=None)\n")
+    (tmp_path / 'cfg' /
+     'infer.py').write_text("_base_ = ['./train.py']\nmodel = dict(auxiliary_head=None)\n")
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmseg'):
         net = MODELS.build(tiny(True))
     ckpt = tmp_path / 'iter_10.pth'
-    torch.save(dict(state_dict=net.state_dict(), meta=dict(iter=10),
-                    optimizer=dict(state={}, param_groups=[])), ckpt)
+    torch.save(
+        dict(
+            state_dict=net.state_dict(),
+            meta=dict(iter=10),
+            optimizer=dict(state={}, param_groups=[])), ckpt)
     return str(tmp_path / 'cfg' / 'infer.py'), str(ckpt), net.state_dict()
 
 

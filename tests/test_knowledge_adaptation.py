@@ -39,8 +39,12 @@ def teacher(tmp_path_factory):
 
 
 def stage1_model(teacher, tap=T_TAP, **kw) -> dict:
-    return dict(type='KATeacherAutoEncoder', teacher=dict(config=teacher[0], checkpoint=teacher[1]),
-                tap=tap, autoencoder=dict(AE), **kw)
+    return dict(
+        type='KATeacherAutoEncoder',
+        teacher=dict(config=teacher[0], checkpoint=teacher[1]),
+        tap=tap,
+        autoencoder=dict(AE),
+        **kw)
 
 
 @pytest.fixture(scope='module')
@@ -61,12 +65,14 @@ def stage2_model(teacher, ckpt, t_tap=T_TAP, **kw) -> dict:
         connectors=dict(
             t_feat=dict(type='KAEncoderConnector', checkpoint=ckpt),
             s_ad=dict(type='KAAdapter', in_channels=8, out_channels=4, stride=2),
-            s_aff=dict(type='KAAdapter', in_channels=8, out_channels=4, stride=2, norm=False,
-                       relu=False)),
-        losses=dict(loss_adapt=dict(type='KAAdaptationLoss', loss_weight=50.0, student='s_ad',
-                                    teacher='t_feat'),
-                    loss_aff=dict(type='KAAffinityLoss', loss_weight=1.0, student='s_aff',
-                                  teacher='t_feat')), **kw)
+            s_aff=dict(
+                type='KAAdapter', in_channels=8, out_channels=4, stride=2, norm=False, relu=False)),
+        losses=dict(
+            loss_adapt=dict(
+                type='KAAdaptationLoss', loss_weight=50.0, student='s_ad', teacher='t_feat'),
+            loss_aff=dict(
+                type='KAAffinityLoss', loss_weight=1.0, student='s_aff', teacher='t_feat')),
+        **kw)
 
 
 def build(cfg: dict):
@@ -157,10 +163,11 @@ def test_adaptation_loss_by_hand():
     loss = KAAdaptationLoss(p=1, q=2, eps=1e-12, loss_weight=50.0)(s, t)
     assert loss.item() == pytest.approx(50.0 * 0.6)
     # per sample (p=2, q=2): s/|s| = (3,0,4,2)/sqrt(29), t/|t| = (1,0,0,5)/sqrt(26)
-    a = torch.tensor([3.0, 0.0, 4.0, 2.0], dtype=torch.float64) / 29 ** 0.5
-    b = torch.tensor([1.0, 0.0, 0.0, 5.0], dtype=torch.float64) / 26 ** 0.5
-    loss = KAAdaptationLoss(p=2, q=2, normalize='sample', eps=1e-12)(
-        s[:, :, :, [0, 1]], t)  # flatten order is (c, h, w): (3, 0, 4, 2)
+    a = torch.tensor([3.0, 0.0, 4.0, 2.0], dtype=torch.float64) / 29**0.5
+    b = torch.tensor([1.0, 0.0, 0.0, 5.0], dtype=torch.float64) / 26**0.5
+    loss = KAAdaptationLoss(
+        p=2, q=2, normalize='sample', eps=1e-12)(s[:, :, :, [0, 1]],
+                                                 t)  # flatten order is (c, h, w): (3, 0, 4, 2)
     assert loss.item() == pytest.approx((a - b).norm().item())
 
 
@@ -199,7 +206,7 @@ def test_affinity_loss_by_hand():
     # 2 channels, 1x3 positions: student f = (1,0), (0,1), (1,1); teacher g = (1,0), (1,0), (0,1)
     s = torch.tensor([[[[1.0, 0.0, 1.0]], [[0.0, 1.0, 1.0]]]], dtype=torch.float64)
     t = torch.tensor([[[[1.0, 1.0, 0.0]], [[0.0, 0.0, 1.0]]]], dtype=torch.float64)
-    r = 2 ** -0.5
+    r = 2**-0.5
     a_s = torch.tensor([[1, 0, r], [0, 1, r], [r, r, 1]], dtype=torch.float64)
     a_t = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.float64)
     expected = (a_s - a_t).norm(dim=1).mean().item()  # mean over the 3 rows of row L2 norms
@@ -242,8 +249,10 @@ def test_stage2_encoder_is_frozen_and_gets_no_gradient(teacher, stage1_ckpt):
 
 
 def test_stage2_refuses_a_checkpoint_of_another_tap(teacher, stage1_ckpt):
-    with pytest.raises(ValueError, match=r"encodes 'teacher:decode_head.conv_seg#in' but teacher "
-                                         r"tap 't_feat' is 'teacher:backbone\[3\]'"):
+    with pytest.raises(
+            ValueError,
+            match=r"encodes 'teacher:decode_head.conv_seg#in' but teacher "
+            r"tap 't_feat' is 'teacher:backbone\[3\]'"):
         build(stage2_model(teacher, stage1_ckpt, t_tap='teacher:backbone[3]'))
 
 
@@ -255,8 +264,10 @@ def test_stage2_refuses_a_checkpoint_with_other_channels(teacher, stage1_ckpt, t
     small = build(seg_model(4))
     ckpt = str(tmp_path / 'small.pth')
     torch.save(dict(state_dict=small.state_dict()), ckpt)
-    with pytest.raises(ValueError, match='encodes 16-channel features but teacher tap '
-                                         r"'t_feat' .* has 8 channels"):
+    with pytest.raises(
+            ValueError,
+            match='encodes 16-channel features but teacher tap '
+            r"'t_feat' .* has 8 channels"):
         build(stage2_model((cfg_path, ckpt), stage1_ckpt))
 
 
@@ -270,8 +281,9 @@ def test_stage2_refuses_a_non_stage1_checkpoint_and_a_missing_encoder(teacher, s
     cfg['losses'].pop('loss_aff')
     cfg['connectors'].pop('s_aff')
     cfg['taps'].pop('s_aff')
-    with pytest.raises(ValueError, match="add connectors=dict\\(t_feat=dict\\(type="
-                                         "'KAEncoderConnector'"):
+    with pytest.raises(
+            ValueError, match="add connectors=dict\\(t_feat=dict\\(type="
+            "'KAEncoderConnector'"):
         build(cfg)
 
 
@@ -286,8 +298,8 @@ NO_VAL = ('val_dataloader = None\nval_cfg = None\nval_evaluator = None\n'
 
 def test_two_stage_runner(tiny_camvid, teacher, tmp_path):
     work1 = str(tmp_path / 'stage1')
-    cfg1 = write_config(str(tmp_path / 'ka_ae.py'), tiny_camvid, work1, stage1_model(teacher),
-                        extra=NO_VAL)
+    cfg1 = write_config(
+        str(tmp_path / 'ka_ae.py'), tiny_camvid, work1, stage1_model(teacher), extra=NO_VAL)
     runner = Runner.from_cfg(Config.fromfile(cfg1))
     runner.train()
     assert {'train/loss_rec', 'train/loss_reg'} <= set(runner.message_hub.log_scalars)
@@ -297,9 +309,12 @@ def test_two_stage_runner(tiny_camvid, teacher, tmp_path):
     assert sd['autoencoder._extra_state']['tap'] == T_TAP
 
     work2 = str(tmp_path / 'stage2')
-    cfg2 = write_config(str(tmp_path / 'ka.py'), tiny_camvid, work2,
-                        stage2_model(teacher, ckpt),
-                        extra="model_wrapper_cfg = dict(type='DistillerDataParallel')\n")
+    cfg2 = write_config(
+        str(tmp_path / 'ka.py'),
+        tiny_camvid,
+        work2,
+        stage2_model(teacher, ckpt),
+        extra="model_wrapper_cfg = dict(type='DistillerDataParallel')\n")
     runner = Runner.from_cfg(Config.fromfile(cfg2))
     runner.train()
     scalars = runner.message_hub.log_scalars
@@ -314,8 +329,9 @@ def test_camvid_recipes_name_each_other():
     root = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs/distill/seg/ka')
     s1_name = 'ka-stage1_head-feat_bisenetv2-ft3000_1xb8-300_camvid-240x320'
     s1 = Config.fromfile(osp.join(root, s1_name + '.py'))
-    s2 = Config.fromfile(osp.join(root, 'ka_head-feat_bisenetv2-ft3000_fast-scnn_1xb8-6k_'
-                                        'camvid-240x320.py'))
+    s2 = Config.fromfile(
+        osp.join(root, 'ka_head-feat_bisenetv2-ft3000_fast-scnn_1xb8-6k_'
+                 'camvid-240x320.py'))
     assert s1.model.type == 'KATeacherAutoEncoder' and s1.val_cfg is None
     assert s2.model.connectors.t_feat.checkpoint == \
         f'work_dirs/{s1_name}/iter_{s1.train_cfg.max_iters}.pth'

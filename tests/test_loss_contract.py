@@ -20,17 +20,24 @@ from rtkd.distill import losses as rtkd_losses
 from rtkd.distill.losses.base import AdversarialDistillLoss, BaseDistillLoss
 from test_distiller import batch, seg_model
 
-TAPS = dict(t_logits='student:decode_head.conv_seg', t_feat='student:decode_head.convs',
-            s_logits='student:auxiliary_head.conv_seg', s_feat='student:auxiliary_head.convs',
-            s_small='student:auxiliary_head.convs', t_big='student:backbone[0]')
+TAPS = dict(
+    t_logits='student:decode_head.conv_seg',
+    t_feat='student:decode_head.convs',
+    s_logits='student:auxiliary_head.conv_seg',
+    s_feat='student:auxiliary_head.convs',
+    s_small='student:auxiliary_head.convs',
+    t_big='student:backbone[0]')
 KD = dict(type='HintonKD', student='s_logits', teacher='t_logits')
 
 
 def self_distiller(losses: dict, connectors=None) -> nn.Module:
-    return MODELS.build(dict(type='Distiller',
-                             student=dict(model=seg_model(4, aux=True), scope='mmseg'),
-                             taps=dict(TAPS), losses=copy.deepcopy(losses),
-                             connectors=copy.deepcopy(connectors))).train()
+    return MODELS.build(
+        dict(
+            type='Distiller',
+            student=dict(model=seg_model(4, aux=True), scope='mmseg'),
+            taps=dict(TAPS),
+            losses=copy.deepcopy(losses),
+            connectors=copy.deepcopy(connectors))).train()
 
 
 def run_loss(model: nn.Module) -> dict:
@@ -41,8 +48,11 @@ def run_loss(model: nn.Module) -> dict:
 def test_every_rtkd_loss_derives_from_the_contract():
     """Every registered rtkd distillation loss is a BaseDistillLoss, HolisticKD adversarial.
     (KAReconstructionLoss is the stage-1 auto-encoder objective, not a Distiller loss.)"""
-    names = [n for n in rtkd_losses.__all__ if n.endswith(('Loss', 'KD'))
-             and n not in ('KAReconstructionLoss', 'BaseDistillLoss', 'AdversarialDistillLoss')]
+    names = [
+        n for n in rtkd_losses.__all__
+        if n.endswith(('Loss', 'KD')) and n not in ('KAReconstructionLoss', 'BaseDistillLoss',
+                                                    'AdversarialDistillLoss')
+    ]
     assert len(names) >= 15
     for name in names:
         cls = getattr(rtkd_losses, name)
@@ -79,7 +89,7 @@ class _ContractPlainLoss(nn.Module):
         raise AssertionError('not an AdversarialDistillLoss: never trained as a critic')
 
     def forward(self, student, teacher, **extra):
-        return ((student - teacher) ** 2).mean()
+        return ((student - teacher)**2).mean()
 
 
 @MODELS.register_module(name='_ContractBaseLoss', force=True)
@@ -92,7 +102,7 @@ class _ContractBaseLoss(BaseDistillLoss):
         type(self).calls.append(distiller)
 
     def forward(self, student, teacher, **extra):
-        return ((student - teacher) ** 2).mean() * self.loss_weight
+        return ((student - teacher)**2).mean() * self.loss_weight
 
 
 @MODELS.register_module(name='_ContractRandomLoss', force=True)
@@ -100,16 +110,17 @@ class _ContractRandomLoss(BaseDistillLoss):
     """MSE that draws from the global RNG (as sampling losses do)."""
 
     def forward(self, student, teacher, **extra):
-        return ((student - teacher) ** 2).mean() * self.loss_weight + torch.rand(()) * 0
+        return ((student - teacher)**2).mean() * self.loss_weight + torch.rand(()) * 0
 
 
 def test_what_a_loss_is_comes_from_its_class_not_its_attributes():
     _ContractPlainLoss.calls.clear()
     _ContractBaseLoss.calls.clear()
-    model = self_distiller(dict(
-        loss_plain=dict(type='_ContractPlainLoss', student='s_logits', teacher='t_logits'),
-        loss_base=dict(type='_ContractBaseLoss', loss_weight=2.0, student='s_logits',
-                       teacher='t_logits')))
+    model = self_distiller(
+        dict(
+            loss_plain=dict(type='_ContractPlainLoss', student='s_logits', teacher='t_logits'),
+            loss_base=dict(
+                type='_ContractBaseLoss', loss_weight=2.0, student='s_logits', teacher='t_logits')))
     assert model.adversarial_losses == []
     assert model._ddp_params_and_buffers_to_ignore == []
     assert _ContractPlainLoss.calls == []  # not a BaseDistillLoss: no setup call
@@ -120,8 +131,14 @@ def test_what_a_loss_is_comes_from_its_class_not_its_attributes():
 
 
 def test_holistic_kd_is_adversarial_by_class():
-    model = self_distiller(dict(loss_hkd=dict(type='HolisticKD', num_classes=11, num_convs=1,
-                                              student='s_logits', teacher='t_logits')))
+    model = self_distiller(
+        dict(
+            loss_hkd=dict(
+                type='HolisticKD',
+                num_classes=11,
+                num_convs=1,
+                student='s_logits',
+                teacher='t_logits')))
     assert model.adversarial_losses == ['loss_hkd']
     ignored = model._ddp_params_and_buffers_to_ignore
     assert ignored and all(n.startswith('losses.loss_hkd.discriminator.') for n in ignored)
@@ -132,9 +149,12 @@ def test_holistic_kd_is_adversarial_by_class():
 # --------------------------------------------------------------------------- shape report
 TWO_MISMATCHES = dict(
     loss_kd=KD,
-    loss_a=dict(type='FitNetsLoss', student='s_feat', teacher='t_feat'),        # channels
-    loss_c=dict(type='FitNetsLoss', student='s_small', teacher='t_big',          # spatial, and
-                schedule=dict(warmup_iters=5)))                                  # off at step 0
+    loss_a=dict(type='FitNetsLoss', student='s_feat', teacher='t_feat'),  # channels
+    loss_c=dict(
+        type='FitNetsLoss',
+        student='s_small',
+        teacher='t_big',  # spatial, and
+        schedule=dict(warmup_iters=5)))  # off at step 0
 
 
 def test_every_shape_problem_in_one_error_with_one_consistent_fix():
@@ -152,17 +172,21 @@ def test_every_shape_problem_in_one_error_with_one_consistent_fix():
     assert msg.count('add connectors') == 1 and fix in msg
     assert 'said:' not in msg and 'size=' not in msg  # no second, different hint from a loss
     # the one suggested fix is the whole fix: the same recipe with it trains
-    fixed = self_distiller(TWO_MISMATCHES, connectors=dict(
-        s_feat=dict(type='ConvBNConnector', in_channels=4, out_channels=8),
-        s_small=dict(type='ResizeConnector', like='t_big')))
+    fixed = self_distiller(
+        TWO_MISMATCHES,
+        connectors=dict(
+            s_feat=dict(type='ConvBNConnector', in_channels=4, out_channels=8),
+            s_small=dict(type='ResizeConnector', like='t_big')))
     out = run_loss(fixed)
     assert float(out['loss_a']) > 0 and float(out['loss_c']) == 0
 
 
 def test_one_student_tap_needing_two_connectors_is_named_not_given_two_hints():
-    model = self_distiller(dict(
-        loss_kd=KD, loss_a=dict(type='FitNetsLoss', student='s_feat', teacher='t_feat'),
-        loss_b=dict(type='FitNetsLoss', student='s_feat', teacher='t_big')))
+    model = self_distiller(
+        dict(
+            loss_kd=KD,
+            loss_a=dict(type='FitNetsLoss', student='s_feat', teacher='t_feat'),
+            loss_b=dict(type='FitNetsLoss', student='s_feat', teacher='t_big')))
     with pytest.raises(ValueError) as e:
         run_loss(model)
     msg = str(e.value)
@@ -175,9 +199,14 @@ def test_one_student_tap_needing_two_connectors_is_named_not_given_two_hints():
 def test_checking_a_switched_off_loss_leaves_no_trace():
     """The first step checks loss_a (off by its warm-up) through its ConvBN connector: the
     connector's BN statistics and the global RNG are as if it had not run."""
-    model = self_distiller(dict(loss_kd=KD, loss_a=dict(
-        type='_ContractRandomLoss', student='s_feat', teacher='t_feat',
-        schedule=dict(warmup_iters=5))),
+    model = self_distiller(
+        dict(
+            loss_kd=KD,
+            loss_a=dict(
+                type='_ContractRandomLoss',
+                student='s_feat',
+                teacher='t_feat',
+                schedule=dict(warmup_iters=5))),
         connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=4, out_channels=8)))
     ref = self_distiller(dict(loss_kd=KD))  # the same student without the switched-off loss
     ref.load_state_dict(model.state_dict(), strict=False)

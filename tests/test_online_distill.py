@@ -30,10 +30,12 @@ from test_distiller import batch, seg_model
 from test_distiller_runner import needs_torchrun, run_torchrun, write_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DML_RECIPE = osp.join(ROOT, 'configs/distill/seg/dml/'
-                      'dml_logits_fast-scnn_fast-scnn_1xb8-6k_camvid-240x320.py')
-TT_RECIPE = osp.join(ROOT, 'configs/distill/seg/dml/dml-trainable-teacher_logits_'
-                     'bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py')
+DML_RECIPE = osp.join(
+    ROOT, 'configs/distill/seg/dml/'
+    'dml_logits_fast-scnn_fast-scnn_1xb8-6k_camvid-240x320.py')
+TT_RECIPE = osp.join(
+    ROOT, 'configs/distill/seg/dml/dml-trainable-teacher_logits_'
+    'bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py')
 TEACHER_CKPT = osp.join(ROOT, '..', 'shared', 'teachers', 'bisenetv2_camvid-240x320_ft3000.pth')
 
 
@@ -48,7 +50,7 @@ class _TestNoDetachMSE(nn.Module):
         self.loss_weight = loss_weight
 
     def forward(self, student, teacher, **extra):
-        return ((student - teacher) ** 2).mean() * self.loss_weight
+        return ((student - teacher)**2).mean() * self.loss_weight
 
 
 def tiny(base: int = 4, aux: bool = False, dropout: float = 0.1) -> dict:
@@ -63,10 +65,14 @@ def cohort(n: int = 2, losses=None, dropout: float = 0.1, **kw) -> dict:
     names = 'abc'[:n]
     cfg = dict(
         type='CohortDistiller',
-        members={m: tiny(4, aux=(i == 1), dropout=dropout) for i, m in enumerate(names)},
-        taps={f'{m}_logits': f'{m}:decode_head.conv_seg' for m in names},
-        losses=losses or dict(loss_dml=dict(type='HintonKD', tau=1.0,
-                                            mutual=[f'{m}_logits' for m in names])),
+        members={
+            m: tiny(4, aux=(i == 1), dropout=dropout)
+            for i, m in enumerate(names)
+        },
+        taps={f'{m}_logits': f'{m}:decode_head.conv_seg'
+              for m in names},
+        losses=losses
+        or dict(loss_dml=dict(type='HintonKD', tau=1.0, mutual=[f'{m}_logits' for m in names])),
         eval_member='a')
     cfg.update(kw)
     return cfg
@@ -78,8 +84,10 @@ def build(cfg: dict) -> CohortDistiller:
 
 
 def optims(model, names=('a', 'b'), lr=0.01) -> OptimWrapperDict:
-    cfg = {n: dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=lr, momentum=0.9))
-           for n in names}
+    cfg = {
+        n: dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=lr, momentum=0.9))
+        for n in names
+    }
     return CohortOptimWrapperConstructor(cfg)(model)
 
 
@@ -96,27 +104,39 @@ def test_build_errors_name_what_to_fix():
         build(cohort(eval_member='c'))
     bad = cohort()
     bad['taps']['b_logits'] = 'z:decode_head.conv_seg'
-    with pytest.raises(KeyError, match=r"names member 'z', which does not exist; start the tap "
-                                       r'with one of: a, b'):
+    with pytest.raises(
+            KeyError,
+            match=r"names member 'z', which does not exist; start the tap "
+            r'with one of: a, b'):
         build(bad)
     with pytest.raises(KeyError, match=r"maps mutual='x_logits', which is not a tap"):
         build(cohort(losses=dict(loss_dml=dict(type='HintonKD', mutual=['a_logits', 'x_logits']))))
     with pytest.raises(KeyError, match=r"maps teacher='nope', which is not a tap"):
-        build(cohort(losses=dict(loss_kd=dict(type='HintonKD', student='a_logits',
-                                              teacher='nope'))))
+        build(
+            cohort(losses=dict(loss_kd=dict(type='HintonKD', student='a_logits', teacher='nope'))))
     with pytest.raises(ValueError, match='either mutual=.* or student='):
-        build(cohort(losses=dict(loss_kd=dict(type='HintonKD', mutual=['a_logits', 'b_logits'],
-                                              student='a_logits', teacher='b_logits'))))
+        build(
+            cohort(
+                losses=dict(
+                    loss_kd=dict(
+                        type='HintonKD',
+                        mutual=['a_logits', 'b_logits'],
+                        student='a_logits',
+                        teacher='b_logits'))))
     same = cohort()
     same['taps']['a_feat'] = 'a:backbone[3]'
     with pytest.raises(ValueError, match="belong to the same member 'a'"):
-        build(dict(same, losses=dict(loss_kd=dict(type='_TestNoDetachMSE', student='a_logits',
-                                                  teacher='a_feat'))))
+        build(
+            dict(
+                same,
+                losses=dict(
+                    loss_kd=dict(type='_TestNoDetachMSE', student='a_logits', teacher='a_feat'))))
     with pytest.raises(ValueError, match='trainable parameters, but the tap is only a'):
-        build(cohort(losses=dict(loss_kd=dict(type='HintonKD', student='a_logits',
-                                              teacher='b_logits')),
-                     connectors=dict(b_logits=dict(type='ConvBNConnector', in_channels=11,
-                                                   out_channels=11))))
+        build(
+            cohort(
+                losses=dict(loss_kd=dict(type='HintonKD', student='a_logits', teacher='b_logits')),
+                connectors=dict(
+                    b_logits=dict(type='ConvBNConnector', in_channels=11, out_channels=11))))
     with pytest.raises(ValueError, match=r"member name 'a.b' is not valid"):
         build(dict(cohort(), members={'a.b': tiny(), 'a': tiny()}))
     # the optimizer dict: one entry per member, no other entries
@@ -131,8 +151,11 @@ def test_build_errors_name_what_to_fix():
 
 
 def test_optimizer_per_member_owns_exactly_its_parameters():
-    model = build(cohort(3, connectors=dict(a_logits=dict(type='ConvBNConnector', in_channels=11,
-                                                          out_channels=11))))
+    model = build(
+        cohort(
+            3,
+            connectors=dict(
+                a_logits=dict(type='ConvBNConnector', in_channels=11, out_channels=11))))
     ow = optims(model, 'abc')
     assert list(ow.keys()) == ['a', 'b', 'c']
     seen = set()
@@ -203,9 +226,10 @@ def test_mutual_loss_equals_mean_kl_over_the_other_members_by_hand():
 
 def test_targets_are_detached_and_each_member_gets_its_own_gradient():
     """The loss does not detach its teacher input: the cohort must."""
-    model = build(cohort(losses=dict(loss_mse=dict(type='_TestNoDetachMSE',
-                                                   mutual=['a_logits', 'b_logits'])),
-                         dropout=0.0)).double().eval()
+    model = build(
+        cohort(
+            losses=dict(loss_mse=dict(type='_TestNoDetachMSE', mutual=['a_logits', 'b_logits'])),
+            dropout=0.0)).double().eval()
     x, samples = prepared(model, dtype=torch.float64)
     losses = model.loss(x, samples)
     pa, pb = list(model.members['a'].parameters()), list(model.members['b'].parameters())
@@ -220,8 +244,8 @@ def test_targets_are_detached_and_each_member_gets_its_own_gradient():
 
 
 def test_trainable_teacher_direction_and_both_members_update():
-    model = build(cohort(losses=dict(loss_kd=dict(type='HintonKD', student='a_logits',
-                                                  teacher='b_logits'))))
+    model = build(
+        cohort(losses=dict(loss_kd=dict(type='HintonKD', student='a_logits', teacher='b_logits'))))
     ow = optims(model)
     before = {n: copy.deepcopy(model.members[n].state_dict()) for n in 'ab'}
     model.train()
@@ -238,11 +262,16 @@ def test_trainable_teacher_direction_and_both_members_update():
 
 
 def test_switched_off_loss_is_not_computed_but_touches_learner_connectors():
-    model = build(cohort(losses=dict(loss_kd=dict(type='HintonKD', student='a_logits',
-                                                  teacher='b_logits',
-                                                  schedule=dict(stop_iter=0))),
-                         connectors=dict(a_logits=dict(type='ConvBNConnector', in_channels=11,
-                                                       out_channels=11))))
+    model = build(
+        cohort(
+            losses=dict(
+                loss_kd=dict(
+                    type='HintonKD',
+                    student='a_logits',
+                    teacher='b_logits',
+                    schedule=dict(stop_iter=0))),
+            connectors=dict(
+                a_logits=dict(type='ConvBNConnector', in_channels=11, out_channels=11))))
     model.train()
     x, samples = prepared(model)
     losses = model.loss(x, samples)
@@ -263,8 +292,8 @@ def test_predict_and_tensor_run_eval_member_only():
     assert torch.equal(out, ref_a) and not calls and len(preds) == 2
     model.eval_member = 'b'
     with torch.no_grad():
-        assert torch.equal(model(x, samples, mode='tensor'),
-                           model.members['b'](x, samples, mode='tensor'))
+        assert torch.equal(
+            model(x, samples, mode='tensor'), model.members['b'](x, samples, mode='tensor'))
     handle.remove()
     assert model.student is model.members['b']  # what StudentCheckpointHook saves
 
@@ -272,8 +301,8 @@ def test_predict_and_tensor_run_eval_member_only():
 def test_member_with_other_normalisation_gets_its_own_view():
     cfg = cohort()
     pre = dict(cfg['members']['b']['model']['data_preprocessor'])
-    cfg['members']['b']['model']['data_preprocessor'] = dict(pre, mean=[0., 0., 0.],
-                                                             std=[1., 1., 1.], bgr_to_rgb=False)
+    cfg['members']['b']['model']['data_preprocessor'] = dict(
+        pre, mean=[0., 0., 0.], std=[1., 1., 1.], bgr_to_rgb=False)
     model = build(cfg).eval()
     x, samples = prepared(model)  # a's normalisation, RGB
     seen = {}
@@ -321,13 +350,15 @@ def runner_cohort(**kw) -> dict:
 
 def test_runner_train_test_checkpoint_and_member_export(tiny_camvid, tmp_path):
     work = str(tmp_path / 'work')
-    cfg_file = write_config(str(tmp_path / 'dml.py'), tiny_camvid, work, runner_cohort(),
-                            extra=COHORT_OPTIM)
+    cfg_file = write_config(
+        str(tmp_path / 'dml.py'), tiny_camvid, work, runner_cohort(), extra=COHORT_OPTIM)
     runner = Runner.from_cfg(Config.fromfile(cfg_file))
     runner.train()
     scalars = set(runner.message_hub.log_scalars)
-    assert {'train/a.decode.loss_ce', 'train/b.aux.loss_ce', 'train/a.loss_dml',
-            'train/b.loss_dml', 'train/a.loss', 'train/b.loss'} <= scalars
+    assert {
+        'train/a.decode.loss_ce', 'train/b.aux.loss_ce', 'train/a.loss_dml', 'train/b.loss_dml',
+        'train/a.loss', 'train/b.loss'
+    } <= scalars
     ckpt = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu')
     keys = list(ckpt['state_dict'])
     assert {k.split('.')[1] for k in keys if k.startswith('members.')} == {'a', 'b'}
@@ -343,17 +374,24 @@ def test_runner_train_test_checkpoint_and_member_export(tiny_camvid, tmp_path):
         out[m] = str(tmp_path / f'{m}.pth')
         tool['main']([osp.join(work, 'iter_2.pth'), out[m], '--member', m])
         sd = torch.load(out[m], map_location='cpu')['state_dict']
-        ref = {k[len(f'members.{m}.'):]: v for k, v in ckpt['state_dict'].items()
-               if k.startswith(f'members.{m}.')}
+        ref = {
+            k[len(f'members.{m}.'):]: v
+            for k, v in ckpt['state_dict'].items() if k.startswith(f'members.{m}.')
+        }
         assert sd.keys() == ref.keys() and all(torch.equal(sd[k], ref[k]) for k in sd)
-    with pytest.raises(KeyError, match=r"cohort checkpoint with members \['a', 'b'\]: name the "
-                                       r'member'):
+    with pytest.raises(
+            KeyError, match=r"cohort checkpoint with members \['a', 'b'\]: name the "
+            r'member'):
         extract_student(osp.join(work, 'iter_2.pth'), str(tmp_path / 'x.pth'))
     with pytest.raises(KeyError, match="member 'c' is not in the checkpoint; its members are: a"):
         extract_student(osp.join(work, 'iter_2.pth'), str(tmp_path / 'x.pth'), member='c')
-    s_cfg = Config.fromfile(write_config(str(tmp_path / 'a_cfg.py'), tiny_camvid,
-                                         str(tmp_path / 's'), seg_model(4),
-                                         extra="default_scope = 'mmseg'\n"))
+    s_cfg = Config.fromfile(
+        write_config(
+            str(tmp_path / 'a_cfg.py'),
+            tiny_camvid,
+            str(tmp_path / 's'),
+            seg_model(4),
+            extra="default_scope = 'mmseg'\n"))
     s_cfg.load_from = out['a']
     assert Runner.from_cfg(s_cfg).test()['mIoU'] == pytest.approx(metrics_a['mIoU'])
     # the hook's student_latest.pth is the eval member
@@ -369,17 +407,24 @@ def test_runner_train_test_checkpoint_and_member_export(tiny_camvid, tmp_path):
         results.append(original(self))
         return results[-1]
 
-    b_cfg = Config.fromfile(write_config(str(tmp_path / 'b_cfg.py'), tiny_camvid,
-                                         str(tmp_path / 'sb'), seg_model(4, aux=True),
-                                         extra="default_scope = 'mmseg'\n"))
+    b_cfg = Config.fromfile(
+        write_config(
+            str(tmp_path / 'b_cfg.py'),
+            tiny_camvid,
+            str(tmp_path / 'sb'),
+            seg_model(4, aux=True),
+            extra="default_scope = 'mmseg'\n"))
     b_cfg.load_from = out['b']
     metrics_b = Runner.from_cfg(b_cfg).test()
     argv = sys.argv
     try:
         Runner.test = record
         for extra in ([], ['--cfg-options', 'model.eval_member=b']):
-            sys.argv = ['tools/test.py', cfg_file, osp.join(work, 'iter_2.pth'),
-                        '--work-dir', str(tmp_path / 't')] + extra
+            sys.argv = [
+                'tools/test.py', cfg_file,
+                osp.join(work, 'iter_2.pth'), '--work-dir',
+                str(tmp_path / 't')
+            ] + extra
             runpy.run_path(osp.join(ROOT, 'tools/test.py'), run_name='__main__')
     finally:
         Runner.test, sys.argv = original, argv
@@ -404,19 +449,27 @@ def test_resume_continues_every_member_like_an_uninterrupted_run(tiny_camvid, tm
     extra = COHORT_OPTIM + "train_cfg = dict(max_iters=4, val_interval=10)\n" + \
         "param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=4, " \
         "by_epoch=False)]\n"
-    full = Config.fromfile(write_config(str(tmp_path / 'full.py'), tiny_camvid,
-                                        str(tmp_path / 'full'), model, max_iters=4, extra=extra))
+    full = Config.fromfile(
+        write_config(
+            str(tmp_path / 'full.py'),
+            tiny_camvid,
+            str(tmp_path / 'full'),
+            model,
+            max_iters=4,
+            extra=extra))
     runner = Runner.from_cfg(full)
     runner.train()
     expected = _members_state(runner.model)
 
     work = str(tmp_path / 'split')
-    first = Config.fromfile(write_config(str(tmp_path / 'first.py'), tiny_camvid, work, model,
-                                         max_iters=4, extra=extra))
+    first = Config.fromfile(
+        write_config(
+            str(tmp_path / 'first.py'), tiny_camvid, work, model, max_iters=4, extra=extra))
     first.train_cfg.max_iters = 2  # stop half-way (same lr schedule)
     Runner.from_cfg(first).train()
-    second = Config.fromfile(write_config(str(tmp_path / 'second.py'), tiny_camvid, work, model,
-                                          max_iters=4, extra=extra))
+    second = Config.fromfile(
+        write_config(
+            str(tmp_path / 'second.py'), tiny_camvid, work, model, max_iters=4, extra=extra))
     second.resume = True
     runner = Runner.from_cfg(second)
     runner.train()
@@ -457,14 +510,15 @@ def test_ddp_two_process_cpu_keeps_members_in_sync(tiny_camvid, tmp_path):
     mod_dir = tmp_path / 'mods'
     mod_dir.mkdir()
     (mod_dir / 'rank_dump.py').write_text(RANK_DUMP)
-    extra = COHORT_OPTIM.replace("custom_hooks = [dict(type='StudentCheckpointHook', interval=2)]",
-                                 "custom_hooks = [dict(type='StudentCheckpointHook', interval=2), "
-                                 "dict(type='_DumpRankWeights')]")
+    extra = COHORT_OPTIM.replace(
+        "custom_hooks = [dict(type='StudentCheckpointHook', interval=2)]",
+        "custom_hooks = [dict(type='StudentCheckpointHook', interval=2), "
+        "dict(type='_DumpRankWeights')]")
     extra += ("model_wrapper_cfg = dict(type='DistillerDataParallel', "
               "find_unused_parameters=False)\n"
               "custom_imports = dict(imports=['rtkd', 'rank_dump'], allow_failed_imports=False)\n")
-    cfg_file = write_config(str(tmp_path / 'ddp.py'), tiny_camvid, work, runner_cohort(),
-                            extra=extra)
+    cfg_file = write_config(
+        str(tmp_path / 'ddp.py'), tiny_camvid, work, runner_cohort(), extra=extra)
     path = os.pathsep.join(p for p in (str(mod_dir), os.environ.get('PYTHONPATH')) if p)
     proc, _ = run_torchrun(cfg_file, env=dict(PYTHONPATH=path))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -493,8 +547,10 @@ def _step_recipe(path: str):
     assert isinstance(ow, OptimWrapperDict) and list(ow.keys()) == list(model.members)
     model.data_preprocessor.size = (64, 96)  # tiny crop instead of 240x320
     model.train()
-    before = {n: next(model.members[n].decode_head.conv_seg.parameters()).detach().clone()
-              for n in model.members}
+    before = {
+        n: next(model.members[n].decode_head.conv_seg.parameters()).detach().clone()
+        for n in model.members
+    }
     log = model.train_step(make_batch(2, 64, 96), ow)
     for n in model.members:
         assert not torch.equal(next(model.members[n].decode_head.conv_seg.parameters()), before[n])

@@ -73,7 +73,8 @@ def test_the_check_catches_mmseg_default(tmp_path):
 @pytest.mark.parametrize('name', [
     'skd/skd_logits-feat_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py',
     'skd/skd_logits-feat_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py',
-    'skd/skd_logits-feat_bisenetv2-ft7000_fast-scnn_1xb8-6k_camvid-240x320.py'])
+    'skd/skd_logits-feat_bisenetv2-ft7000_fast-scnn_1xb8-6k_camvid-240x320.py'
+])
 def test_camvid_skd_recipes_use_the_official_settings(name):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/distill/seg', name))
     m = cfg.model
@@ -130,33 +131,46 @@ def test_ofd_connectors_get_ten_times_the_student_lr():
     """The paramwise key reaches the connector parameters of the built distiller."""
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, DefaultScope
-    cfg = Config.fromfile(osp.join(
-        ROOT, 'configs/distill/seg/ofd/'
-        'ofd_head-feat_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py'))
+    cfg = Config.fromfile(
+        osp.join(
+            ROOT, 'configs/distill/seg/ofd/'
+            'ofd_head-feat_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py'))
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = MODELS.build(cfg.model)
         ow = build_optim_wrapper(model, cfg.optim_wrapper)
     conn = {id(p) for p in model.connectors.parameters()}
-    lrs = {('conn' if id(p) in conn else 'other'): g['lr']
-           for g in ow.optimizer.param_groups for p in g['params']}
+    lrs = {
+        ('conn' if id(p) in conn else 'other'): g['lr']
+        for g in ow.optimizer.param_groups
+        for p in g['params']
+    }
     assert lrs == {'conn': pytest.approx(0.45), 'other': pytest.approx(0.045)}
 
 
 @pytest.mark.skipif(not osp.isfile(TEACHER), reason='shared CamVid teacher not available')
 def test_skd_critic_lr_stays_constant_while_student_decays(tmp_path, tiny_camvid):
     """mmengine applies a list-form scheduler to every wrapper of an OptimWrapperDict."""
-    cfg = Config.fromfile(osp.join(
-        ROOT, 'configs/distill/seg/skd/'
-        'skd_logits-feat_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py'))
+    cfg = Config.fromfile(
+        osp.join(
+            ROOT, 'configs/distill/seg/skd/'
+            'skd_logits-feat_bisenetv2_fast-scnn_1xb8-2k_camvid-360x480.py'))
     cfg.merge_from_dict(tiny_data_options(tiny_camvid))
-    cfg.merge_from_dict({'train_cfg.max_iters': 3, 'train_cfg.val_interval': 100,
-                         'param_scheduler.student.0.end': 3,
-                         'default_hooks.checkpoint.interval': 100,
-                         'train_dataloader.dataset.pipeline.3.crop_size': (32, 48),
-                         'model.student': dict(
-                             _delete_=True,
-                             config='configs/fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
-                             cfg_options={'model.data_preprocessor.size': (32, 48)})})
+    cfg.merge_from_dict({
+        'train_cfg.max_iters':
+        3,
+        'train_cfg.val_interval':
+        100,
+        'param_scheduler.student.0.end':
+        3,
+        'default_hooks.checkpoint.interval':
+        100,
+        'train_dataloader.dataset.pipeline.3.crop_size': (32, 48),
+        'model.student':
+        dict(
+            _delete_=True,
+            config='configs/fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
+            cfg_options={'model.data_preprocessor.size': (32, 48)})
+    })
     cfg.custom_hooks = []
     cfg.work_dir = str(tmp_path / 'w')
     cfg.visualizer.name = f'vis_{uuid.uuid4().hex}'

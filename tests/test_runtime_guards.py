@@ -25,16 +25,25 @@ from test_distiller import seg_model
 from test_distiller_runner import ROOT, write_config
 
 #: lr=1e10 from the first to the last iteration (no schedule): the loss is NaN at iteration 3.
-NAN_OPTIONS = {'optim_wrapper.optimizer.lr': 1e10, 'param_scheduler': None,
-               'train_cfg.val_interval': 100, 'default_hooks.checkpoint.interval': 1,
-               'default_hooks.checkpoint.max_keep_ckpts': 10}
+NAN_OPTIONS = {
+    'optim_wrapper.optimizer.lr': 1e10,
+    'param_scheduler': None,
+    'train_cfg.val_interval': 100,
+    'default_hooks.checkpoint.interval': 1,
+    'default_hooks.checkpoint.max_keep_ckpts': 10
+}
 
 
 def diverging_config(tmp_path, tiny_camvid) -> tuple:
     """A plain segmentor config (the project's runtime base) trained with lr=1e10."""
     work = str(tmp_path / 'work')
-    cfg_file = write_config(str(tmp_path / 'diverge.py'), tiny_camvid, work, seg_model(4),
-                            max_iters=6, extra="default_scope = 'mmseg'\n")
+    cfg_file = write_config(
+        str(tmp_path / 'diverge.py'),
+        tiny_camvid,
+        work,
+        seg_model(4),
+        max_iters=6,
+        extra="default_scope = 'mmseg'\n")
     return cfg_file, work
 
 
@@ -43,8 +52,10 @@ def test_non_finite_loss_stops_before_its_checkpoint(tiny_camvid, tmp_path):
     cfg = Config.fromfile(cfg_file)
     cfg.merge_from_dict(NAN_OPTIONS)
     runner = Runner.from_cfg(cfg)
-    with pytest.raises(FloatingPointError, match=r'non-finite loss at iteration \d+: .*'
-                       r'decode\.loss_ce=(nan|inf|-inf).*lower the learning rate') as info:
+    with pytest.raises(
+            FloatingPointError,
+            match=r'non-finite loss at iteration \d+: .*'
+            r'decode\.loss_ce=(nan|inf|-inf).*lower the learning rate') as info:
         runner.train()
     bad_iter = int(str(info.value).split('iteration ')[1].split(':')[0])
     assert bad_iter == runner.iter + 1  # the iteration that diverged, as the log counts
@@ -57,8 +68,12 @@ def test_train_script_exits_non_zero_on_divergence(tiny_camvid, tmp_path):
     cfg_file, work = diverging_config(tmp_path, tiny_camvid)
     opts = [f'{k}={v}' for k, v in NAN_OPTIONS.items()]
     proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools/train.py'), cfg_file, '--cfg-options', *opts],
-        cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True,
+        [sys.executable,
+         osp.join(ROOT, 'tools/train.py'), cfg_file, '--cfg-options', *opts],
+        cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS='1'),
+        capture_output=True,
+        text=True,
         timeout=300)
     assert proc.returncode != 0, proc.stdout[-2000:]
     assert 'FloatingPointError: non-finite loss at iteration' in proc.stderr, proc.stderr[-3000:]
@@ -68,9 +83,14 @@ def test_train_script_exits_non_zero_on_divergence(tiny_camvid, tmp_path):
 
 def test_num_workers_zero_with_persistent_workers(tiny_camvid, tmp_path):
     work = str(tmp_path / 'work')
-    cfg = Config.fromfile(write_config(str(tmp_path / 'nw0.py'), tiny_camvid, work,
-                                       seg_model(4), max_iters=1,
-                                       extra="default_scope = 'mmseg'\n"))
+    cfg = Config.fromfile(
+        write_config(
+            str(tmp_path / 'nw0.py'),
+            tiny_camvid,
+            work,
+            seg_model(4),
+            max_iters=1,
+            extra="default_scope = 'mmseg'\n"))
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[key].num_workers = 0
         cfg[key].persistent_workers = True  # what configs/_base_/datasets/camvid.py sets
@@ -87,8 +107,12 @@ def test_no_pkg_resources_warning_on_config_load():
             f"Config.fromfile({osp.join(ROOT, 'configs/_base_/vis_draw.py')!r})\n"
             'import warnings\n'
             "warnings.warn('other UserWarnings still show')\n")
-    proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    proc = subprocess.run([sys.executable, '-c', code],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'pkg_resources is deprecated' not in proc.stderr, proc.stderr
     assert 'other UserWarnings still show' in proc.stderr  # the filter is targeted
@@ -99,8 +123,13 @@ def test_resume_when_load_from_holds_initial_weights(tiny_camvid, tmp_path):
     mmengine alone resumes from ``load_from`` itself and stops with KeyError 'message_hub'."""
     import torch
     first = str(tmp_path / 'first')
-    cfg = Config.fromfile(write_config(str(tmp_path / 'first.py'), tiny_camvid, first,
-                                       seg_model(4), extra="default_scope = 'mmseg'\n"))
+    cfg = Config.fromfile(
+        write_config(
+            str(tmp_path / 'first.py'),
+            tiny_camvid,
+            first,
+            seg_model(4),
+            extra="default_scope = 'mmseg'\n"))
     cfg.experiment_name = 'resume_init_first'
     Runner.from_cfg(cfg).train()
     trained = torch.load(osp.join(first, 'iter_2.pth'), map_location='cpu', weights_only=True)
@@ -108,10 +137,15 @@ def test_resume_when_load_from_holds_initial_weights(tiny_camvid, tmp_path):
     torch.save(dict(state_dict=trained['state_dict'], meta=dict()), init)
 
     def run(max_iters, name, load_from=init, work='cont'):
-        cfg = Config.fromfile(write_config(
-            str(tmp_path / f'{name}.py'), tiny_camvid, str(tmp_path / work), seg_model(4),
-            max_iters=max_iters, extra=f"default_scope = 'mmseg'\nload_from = {load_from!r}\n"
-            'resume = True\n'))
+        cfg = Config.fromfile(
+            write_config(
+                str(tmp_path / f'{name}.py'),
+                tiny_camvid,
+                str(tmp_path / work),
+                seg_model(4),
+                max_iters=max_iters,
+                extra=f"default_scope = 'mmseg'\nload_from = {load_from!r}\n"
+                'resume = True\n'))
         cfg.experiment_name = name
         runner = Runner.from_cfg(cfg)
         runner.train()

@@ -25,22 +25,26 @@ from mmengine.runner import Runner
 
 import rtkd  # noqa: F401
 from rtkd.distill.export import EXPORT_INFO_KEY, student_state_dict
-from test_distiller import BN, CE, batch, seg_model
+from test_distiller import CE, batch, seg_model
 from test_distiller_runner import write_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-RECIPE = osp.join(ROOT, 'configs/distill/seg/byot/'
-                        'byot_logits-feat_self_fast-scnn_1xb8-6k_camvid-240x320.py')
+RECIPE = osp.join(
+    ROOT, 'configs/distill/seg/byot/'
+    'byot_logits-feat_self_fast-scnn_1xb8-6k_camvid-240x320.py')
 PLAIN = osp.join(ROOT, 'configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py')
 
 # tiny student (base 4): decode head FCN on stage 3 (32 ch -> 8 ch feature), aux FCN on stage 2
 # (16 ch -> 4 ch feature); logits of both at 1/8 (dilated ResNet)
-TAPS = dict(t_logits='student:decode_head.conv_seg', t_feat='student:decode_head.convs',
-            s_logits='student:auxiliary_head.conv_seg', s_feat='student:auxiliary_head.convs')
+TAPS = dict(
+    t_logits='student:decode_head.conv_seg',
+    t_feat='student:decode_head.convs',
+    s_logits='student:auxiliary_head.conv_seg',
+    s_feat='student:auxiliary_head.convs')
 CONNECTORS = dict(s_feat=dict(type='ConvBNConnector', in_channels=4, out_channels=8))
 LOSSES = dict(
-    loss_kd=dict(type='PixelWiseKD', tau=3.0, loss_weight=0.1, student='s_logits',
-                 teacher='t_logits'),
+    loss_kd=dict(
+        type='PixelWiseKD', tau=3.0, loss_weight=0.1, student='s_logits', teacher='t_logits'),
     loss_hint=dict(type='FitNetsLoss', loss_weight=0.5, student='s_feat', teacher='t_feat'))
 
 
@@ -55,13 +59,16 @@ class _TestUndetachedMSE(nn.Module):
         self.loss_weight = loss_weight
 
     def forward(self, student, teacher, **extra):
-        return ((student - teacher) ** 2).mean() * self.loss_weight
+        return ((student - teacher)**2).mean() * self.loss_weight
 
 
 def byot(**overrides) -> nn.Module:
-    cfg = dict(type='Distiller', student=dict(model=seg_model(4, aux=True), scope='mmseg'),
-               taps=dict(TAPS), connectors=copy.deepcopy(CONNECTORS),
-               losses=copy.deepcopy(LOSSES))
+    cfg = dict(
+        type='Distiller',
+        student=dict(model=seg_model(4, aux=True), scope='mmseg'),
+        taps=dict(TAPS),
+        connectors=copy.deepcopy(CONNECTORS),
+        losses=copy.deepcopy(LOSSES))
     cfg.update(overrides)
     return MODELS.build(cfg)
 
@@ -86,15 +93,19 @@ def test_loss_terms_match_a_hand_computation():
     got = {}
 
     def keep(name):
+
         def hook(module, args, out):
             got[name] = out.detach().double()
+
         return hook
 
     s = model.student
-    handles = [s.decode_head.conv_seg.register_forward_hook(keep('t_logits')),
-               s.decode_head.convs.register_forward_hook(keep('t_feat')),
-               s.auxiliary_head.conv_seg.register_forward_hook(keep('s_logits')),
-               model.connectors['s_feat'].register_forward_hook(keep('s_feat_connected'))]
+    handles = [
+        s.decode_head.conv_seg.register_forward_hook(keep('t_logits')),
+        s.decode_head.convs.register_forward_hook(keep('t_feat')),
+        s.auxiliary_head.conv_seg.register_forward_hook(keep('s_logits')),
+        model.connectors['s_feat'].register_forward_hook(keep('s_feat_connected'))
+    ]
     model.train()
     data = model.data_preprocessor(batch(), True)
     out = model.loss(**data)
@@ -104,8 +115,8 @@ def test_loss_terms_match_a_hand_computation():
     tau = 3.0
     log_p_t = F.log_softmax(got['t_logits'] / tau, dim=1)
     log_p_s = F.log_softmax(got['s_logits'] / tau, dim=1)
-    kd = (log_p_t.exp() * (log_p_t - log_p_s)).sum(1).mean() * tau ** 2 * 0.1
-    hint = ((got['s_feat_connected'] - got['t_feat']) ** 2).mean() * 0.5
+    kd = (log_p_t.exp() * (log_p_t - log_p_s)).sum(1).mean() * tau**2 * 0.1
+    hint = ((got['s_feat_connected'] - got['t_feat'])**2).mean() * 0.5
     assert float(out['loss_kd']) == pytest.approx(float(kd), rel=1e-5)
     assert float(out['loss_hint']) == pytest.approx(float(hint), rel=1e-5)
     assert float(out['loss_kd']) > 0 and float(out['loss_hint']) > 0
@@ -122,8 +133,10 @@ def test_no_distillation_gradient_into_the_targets(losses):
     if losses == 'byot':
         model = byot()
     else:  # a loss that does not detach: the Distiller must do it
-        model = byot(connectors=None, losses=dict(loss_x=dict(
-            type='_TestUndetachedMSE', student='s_logits', teacher='t_logits')))
+        model = byot(
+            connectors=None,
+            losses=dict(
+                loss_x=dict(type='_TestUndetachedMSE', student='s_logits', teacher='t_logits')))
     model.train()
     data = model.data_preprocessor(batch(), True)
     out = model.loss(**data)
@@ -141,32 +154,37 @@ def test_no_distillation_gradient_into_the_targets(losses):
 
 def test_build_errors():
     teacher_tap = dict(TAPS, t_logits='teacher:decode_head.conv_seg')
-    with pytest.raises(ValueError, match="tap 't_logits' .* reads the teacher but no teacher is "
-                                         'given'):
+    with pytest.raises(
+            ValueError, match="tap 't_logits' .* reads the teacher but no teacher is "
+            'given'):
         byot(taps=teacher_tap)
     with pytest.raises(ValueError, match='a teacher is given but no tap reads it'):
         byot(teacher=dict(model=seg_model(4), scope='mmseg', checkpoint=None))
-    with pytest.raises(ValueError, match="connector on tap 't_feat' has trainable parameters, "
-                                         'but the tap is the detached target'):
-        byot(connectors=dict(t_feat=dict(type='ConvBNConnector', in_channels=8,
-                                         out_channels=8)),
-             losses=dict(loss_hint=dict(type='FitNetsLoss', student='s_feat',
-                                        teacher='t_feat')))
+    with pytest.raises(
+            ValueError,
+            match="connector on tap 't_feat' has trainable parameters, "
+            'but the tap is the detached target'):
+        byot(
+            connectors=dict(t_feat=dict(type='ConvBNConnector', in_channels=8, out_channels=8)),
+            losses=dict(loss_hint=dict(type='FitNetsLoss', student='s_feat', teacher='t_feat')))
     with pytest.raises(KeyError, match="no module 'auxiliary_haed'.*auxiliary_head"):
         byot(export_exclude=['auxiliary_haed'])
     with pytest.raises(ValueError, match="no 'student.' prefix"):
         byot(export_exclude=['student.auxiliary_head'])
     # a parameter-free connector on a target tap is fine (e.g. resizing it)
-    byot(connectors=dict(t_logits=dict(type='ResizeConnector', size=(2, 3))),
-         losses=dict(loss_kd=dict(LOSSES['loss_kd'])))
+    byot(
+        connectors=dict(t_logits=dict(type='ResizeConnector', size=(2, 3))),
+        losses=dict(loss_kd=dict(LOSSES['loss_kd'])))
 
 
 def test_self_distillation_only_head_is_left_out_of_the_export(tmp_path):
     torch.manual_seed(0)
-    taps = dict(TAPS, s_logits='student:auxiliary_head.1.conv_seg',
-                s_feat='student:auxiliary_head.0.convs')
-    model = byot(student=dict(model=aux_list_model(extra_head=True), scope='mmseg'), taps=taps,
-                 export_exclude=['auxiliary_head.1'])
+    taps = dict(
+        TAPS, s_logits='student:auxiliary_head.1.conv_seg', s_feat='student:auxiliary_head.0.convs')
+    model = byot(
+        student=dict(model=aux_list_model(extra_head=True), scope='mmseg'),
+        taps=taps,
+        export_exclude=['auxiliary_head.1'])
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     log = model.train_step(batch(), optim)
     assert {'aux_0.loss_ce', 'aux_1.loss_ce', 'loss_kd', 'loss_hint'} <= set(log)
@@ -184,8 +202,7 @@ def test_self_distillation_only_head_is_left_out_of_the_export(tmp_path):
     ddp_like = {f'module.{k}': v for k, v in full.items()}
     plain.load_state_dict(student_state_dict(ddp_like), strict=True)
     # without the exclusion the export does not fit the plain student
-    model_all = byot(student=dict(model=aux_list_model(extra_head=True), scope='mmseg'),
-                     taps=taps)
+    model_all = byot(student=dict(model=aux_list_model(extra_head=True), scope='mmseg'), taps=taps)
     assert EXPORT_INFO_KEY not in model_all.state_dict()
     with pytest.raises(RuntimeError, match='Unexpected key.*auxiliary_head.1'):
         plain.load_state_dict(model_all.student_state_dict(), strict=True)
@@ -197,11 +214,15 @@ HOOKS = ("custom_hooks = [dict(type='StudentCheckpointHook', interval=2)]\n"
 
 def test_runner_run_export_and_resume(tiny_camvid, tmp_path):
     work = str(tmp_path / 'work')
-    taps = dict(TAPS, s_logits='student:auxiliary_head.1.conv_seg',
-                s_feat='student:auxiliary_head.0.convs')
-    recipe = dict(type='Distiller',
-                  student=dict(model=aux_list_model(extra_head=True), scope='mmseg'), taps=taps,
-                  connectors=CONNECTORS, losses=LOSSES, export_exclude=['auxiliary_head.1'])
+    taps = dict(
+        TAPS, s_logits='student:auxiliary_head.1.conv_seg', s_feat='student:auxiliary_head.0.convs')
+    recipe = dict(
+        type='Distiller',
+        student=dict(model=aux_list_model(extra_head=True), scope='mmseg'),
+        taps=taps,
+        connectors=CONNECTORS,
+        losses=LOSSES,
+        export_exclude=['auxiliary_head.1'])
     cfg_file = write_config(str(tmp_path / 'byot.py'), tiny_camvid, work, recipe, extra=HOOKS)
     runner = Runner.from_cfg(Config.fromfile(cfg_file))
     runner.train()
@@ -218,8 +239,12 @@ def test_runner_run_export_and_resume(tiny_camvid, tmp_path):
     a = torch.load(out, map_location='cpu')['state_dict']
     b = torch.load(osp.join(work, 'student_latest.pth'), map_location='cpu')['state_dict']
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    s_file = write_config(str(tmp_path / 'plain.py'), tiny_camvid, str(tmp_path / 's'),
-                          aux_list_model(extra_head=False), extra="default_scope = 'mmseg'\n")
+    s_file = write_config(
+        str(tmp_path / 'plain.py'),
+        tiny_camvid,
+        str(tmp_path / 's'),
+        aux_list_model(extra_head=False),
+        extra="default_scope = 'mmseg'\n")
     with DefaultScope.overwrite_default_scope('mmseg'):
         plain = MODELS.build(Config.fromfile(s_file).model)
     plain.load_state_dict(b, strict=True)
@@ -228,8 +253,9 @@ def test_runner_run_export_and_resume(tiny_camvid, tmp_path):
     s_metrics = Runner.from_cfg(s_cfg).test()
     assert s_metrics['mIoU'] == pytest.approx(kd_metrics['mIoU'])
 
-    cfg = Config.fromfile(write_config(str(tmp_path / 'byot3.py'), tiny_camvid, work, recipe,
-                                       max_iters=3, extra=HOOKS))
+    cfg = Config.fromfile(
+        write_config(
+            str(tmp_path / 'byot3.py'), tiny_camvid, work, recipe, max_iters=3, extra=HOOKS))
     cfg.resume = True
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -26,17 +26,25 @@ from mmengine.runner import Runner
 from mmseg.registry import MODELS as SEG_MODELS
 
 import rtkd  # noqa: F401
-from test_distiller import seg_model  # noqa: E402  (also registers _TestMSE)
 from rtkd.distill import cache_builder as cb
+from rtkd.distill.teacher_cache import (TeacherCacheError, check_pipeline_replayable, decode_tap,
+                                        encode_tap, read_manifest)
 from rtkd.visualization.run_logs import load_run
-from rtkd.distill.teacher_cache import (TeacherCacheError, check_pipeline_replayable,
-                                        decode_tap, encode_tap, read_manifest)
+from test_distiller import seg_model  # noqa: E402  (also registers _TestMSE)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-BASES = [osp.join(ROOT, 'configs/_base_', p) for p in
-         ('datasets/camvid.py', 'default_runtime.py', 'schedules/schedule_poly.py')]
-DP = dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-          bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=(24, 32))
+BASES = [
+    osp.join(ROOT, 'configs/_base_', p)
+    for p in ('datasets/camvid.py', 'default_runtime.py', 'schedules/schedule_poly.py')
+]
+DP = dict(
+    type='SegDataPreProcessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255,
+    size=(24, 32))
 
 
 @SEG_MODELS.register_module(name='_PixelConvNet', force=True)
@@ -62,9 +70,18 @@ def pixel_model(seed: int) -> dict:
     return dict(type='_PixelConvNet', seed=seed, data_preprocessor=DP)
 
 
-def write_recipe(path: str, data_root: str, work_dir: str, teacher: dict, pipeline: list,
-                 taps: dict, losses: dict, student=None, max_iters: int = 3, seed: int = 0,
-                 batch: int = 2, extra: str = '') -> str:
+def write_recipe(path: str,
+                 data_root: str,
+                 work_dir: str,
+                 teacher: dict,
+                 pipeline: list,
+                 taps: dict,
+                 losses: dict,
+                 student=None,
+                 max_iters: int = 3,
+                 seed: int = 0,
+                 batch: int = 2,
+                 extra: str = '') -> str:
     text = f"""
 _base_ = {BASES!r}
 work_dir = {work_dir!r}
@@ -93,11 +110,14 @@ model_wrapper_cfg = dict(type='DistillerDataParallel')
     return path
 
 
-GEO_PIPE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-            dict(type='Resize', scale_factor=0.5, keep_ratio=True),
-            dict(type='RecordedRandomCrop', crop_size=(16, 24)),
-            dict(type='RandomFlip', prob=0.5),
-            dict(type='PackSegInputs', meta_keys=rtkd.datasets.GEOMETRY_META_KEYS)]
+GEO_PIPE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='Resize', scale_factor=0.5, keep_ratio=True),
+    dict(type='RecordedRandomCrop', crop_size=(16, 24)),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs', meta_keys=rtkd.datasets.GEOMETRY_META_KEYS)
+]
 PIX_TAPS = dict(s_out='student:head', t_out='teacher:head')
 MSE = dict(loss_mse=dict(type='_TestMSE', student='s_out', teacher='t_out'))
 
@@ -122,8 +142,8 @@ def pixel_teacher(tmp_path_factory):
 
 def pixel_recipe(tmp_path, data_root: str, teacher: dict) -> tuple:
     """The 1x1-conv teacher recipe on GEO_PIPE: (its config, the cache folder to build)."""
-    recipe = write_recipe(str(tmp_path / 'r.py'), data_root, str(tmp_path / 'w'), teacher,
-                          GEO_PIPE, PIX_TAPS, MSE)
+    recipe = write_recipe(
+        str(tmp_path / 'r.py'), data_root, str(tmp_path / 'w'), teacher, GEO_PIPE, PIX_TAPS, MSE)
     return Config.fromfile(recipe), str(tmp_path / 'cache')
 
 
@@ -209,9 +229,12 @@ def test_unrecorded_crop_is_refused_per_sample(tmp_path, tiny_camvid, pixel_teac
     cached = _build(cfg)
     bad = copy.deepcopy(cfg)
     bad.train_dataloader.dataset.pipeline = [
-        dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations'),
         dict(type='Resize', scale_factor=0.5, keep_ratio=True),
-        dict(type='RandomCrop', crop_size=(16, 24)), dict(type='PackSegInputs')]
+        dict(type='RandomCrop', crop_size=(16, 24)),
+        dict(type='PackSegInputs')
+    ]
     data = cached.data_preprocessor(_batches(bad, 1)[0], True)
     with pytest.raises(TeacherCacheError, match='crop box was not recorded'):
         cached.teacher_targets(data['inputs'], data['data_samples'], 0)
@@ -231,8 +254,8 @@ def test_manifest_mismatch_and_missing_entries(tmp_path, tiny_camvid, pixel_teac
         _build(c2)
     # another teacher config
     c3 = copy.deepcopy(cfg)
-    c3.model.teacher = dict(model=dict(pixel_model(7), channels=6), checkpoint=None,
-                            cache=dict(dir=out))
+    c3.model.teacher = dict(
+        model=dict(pixel_model(7), channels=6), checkpoint=None, cache=dict(dir=out))
     with pytest.raises(TeacherCacheError, match='teacher config'):
         _build(c3)
     # another tap
@@ -309,11 +332,15 @@ def seg_teacher(tmp_path_factory):
     return saved_teacher(str(tmp_path_factory.mktemp('seg_teacher')), seg_model(8))
 
 
-AUG_PIPE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-            dict(type='RandomResize', scale=(64, 48), ratio_range=(0.5, 1.5), keep_ratio=True),
-            dict(type='RecordedRandomCrop', crop_size=(32, 48)),
-            dict(type='RandomFlip', prob=0.5), dict(type='PhotoMetricDistortion'),
-            dict(type='PackSegInputs', meta_keys=rtkd.datasets.GEOMETRY_META_KEYS)]
+AUG_PIPE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=(64, 48), ratio_range=(0.5, 1.5), keep_ratio=True),
+    dict(type='RecordedRandomCrop', crop_size=(32, 48)),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs', meta_keys=rtkd.datasets.GEOMETRY_META_KEYS)
+]
 
 
 def _seg_recipe(tmp_path, tiny_camvid, seg_teacher, name='r.py', **kw):
@@ -324,10 +351,19 @@ def _seg_recipe(tmp_path, tiny_camvid, seg_teacher, name='r.py', **kw):
     model['decode_head'] = dict(model['decode_head'], dropout_ratio=0.0)
     student = dict(model=dict(model, data_preprocessor=dp), scope='mmseg')
     taps = dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg')
-    losses = dict(loss_cwd=dict(type='ChannelWiseKD', tau=4.0, loss_weight=3.0,
-                                student='s_logits', teacher='t_logits'))
-    return write_recipe(str(tmp_path / name), tiny_camvid, str(tmp_path / 'w'), seg_teacher,
-                        AUG_PIPE, taps, losses, student=student, **kw)
+    losses = dict(
+        loss_cwd=dict(
+            type='ChannelWiseKD', tau=4.0, loss_weight=3.0, student='s_logits', teacher='t_logits'))
+    return write_recipe(
+        str(tmp_path / name),
+        tiny_camvid,
+        str(tmp_path / 'w'),
+        seg_teacher,
+        AUG_PIPE,
+        taps,
+        losses,
+        student=student,
+        **kw)
 
 
 def test_exact_cache_equals_live_teacher_through_runner(tmp_path, tiny_camvid, seg_teacher):
@@ -348,8 +384,8 @@ def test_exact_cache_equals_live_teacher_through_runner(tmp_path, tiny_camvid, s
     cb.build_exact(cfg, out32, iters=4, dtype='float32')
     assert cb.check_cache(cfg, out32, batches=2)['t_logits']['max_abs'] == 0.0
     live = _train(recipe, str(tmp_path / 'live'))
-    cached = _train(recipe, str(tmp_path / 'cached'),
-                    cfg_options={'model.teacher.cache': dict(dir=out32)})
+    cached = _train(
+        recipe, str(tmp_path / 'cached'), cfg_options={'model.teacher.cache': dict(dir=out32)})
     assert _unwrap(cached.model)._teacher == []  # the teacher was not built
     a, b = (_scalars(str(tmp_path / d), 'loss_cwd') for d in ('live', 'cached'))
     assert len(a) == 4 and np.allclose(a, b, rtol=1e-5, atol=1e-9), (a, b)
@@ -359,12 +395,22 @@ def test_exact_cache_equals_live_teacher_through_runner(tmp_path, tiny_camvid, s
 
     # another seed: the stream differs from the cached one
     with pytest.raises(TeacherCacheError, match='training stream differs'):
-        _train(recipe, str(tmp_path / 'seed1'),
-               cfg_options={'model.teacher.cache': dict(dir=out), 'randomness.seed': 1})
+        _train(
+            recipe,
+            str(tmp_path / 'seed1'),
+            cfg_options={
+                'model.teacher.cache': dict(dir=out),
+                'randomness.seed': 1
+            })
     # longer than cached
     with pytest.raises(TeacherCacheError, match='the run has max_iters=6'):
-        _train(recipe, str(tmp_path / 'long'),
-               cfg_options={'model.teacher.cache': dict(dir=out), 'train_cfg.max_iters': 6})
+        _train(
+            recipe,
+            str(tmp_path / 'long'),
+            cfg_options={
+                'model.teacher.cache': dict(dir=out),
+                'train_cfg.max_iters': 6
+            })
 
 
 def test_exact_cache_resume(tmp_path, tiny_camvid, seg_teacher):
@@ -383,12 +429,14 @@ def test_exact_cache_resume(tmp_path, tiny_camvid, seg_teacher):
 def test_geometric_cache_trains_through_runner_and_resumes(tmp_path, tiny_camvid, seg_teacher):
     recipe = _seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=4)
     out = str(tmp_path / 'geo')
-    cb.build_geometric(Config.fromfile(recipe), out, scales=[0.5, 1.0, 1.5], flip=True,
-                       topk=4)
+    cb.build_geometric(Config.fromfile(recipe), out, scales=[0.5, 1.0, 1.5], flip=True, topk=4)
     opts = {'model.teacher.cache': dict(dir=out), 'train_cfg.max_iters': 2}
     _train(recipe, str(tmp_path / 'g'), cfg_options=opts)
-    runner = _train(recipe, str(tmp_path / 'g'), resume=True,
-                    cfg_options=dict(opts, **{'train_cfg.max_iters': 4}))
+    runner = _train(
+        recipe,
+        str(tmp_path / 'g'),
+        resume=True,
+        cfg_options=dict(opts, **{'train_cfg.max_iters': 4}))
     assert runner.iter == 4
     vals = _scalars(str(tmp_path / 'g'), 'loss_cwd')
     assert len(vals) == 4 and all(np.isfinite(vals)) and max(vals) > 0
@@ -399,39 +447,72 @@ def test_cache_tool_ddp_build_and_train(tmp_path, tiny_camvid, seg_teacher):
     recipe = _seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=2, batch=1)
     out = str(tmp_path / 'geo')
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    base = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-            '--master_port', str(29500 + os.getpid() % 1000)]
-    r = subprocess.run(base + [osp.join(ROOT, 'tools/distill/cache_teacher.py'), recipe,
-                               '--out', out, '--scales', '0.5', '1.0', '--launcher', 'pytorch'],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    base = [
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port',
+        str(29500 + os.getpid() % 1000)
+    ]
+    r = subprocess.run(
+        base + [
+            osp.join(ROOT, 'tools/distill/cache_teacher.py'), recipe, '--out', out, '--scales',
+            '0.5', '1.0', '--launcher', 'pytorch'
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     m = read_manifest(out)
     assert m['status'] == 'complete' and m['done'] == 8
-    r = subprocess.run([sys.executable, osp.join(ROOT, 'tools/distill/cache_teacher.py'),
-                        '--check', recipe, out, '--batches', '2'],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools/distill/cache_teacher.py'), '--check', recipe, out, '--batches', '2'
+    ],
+                       cwd=ROOT,
+                       env=env,
+                       capture_output=True,
+                       text=True,
+                       timeout=600)
     assert r.returncode == 0 and 'argmax agreement' in r.stdout, r.stderr[-3000:]
     base[-1] = str(int(base[-1]) + 1)
-    r = subprocess.run(base + [osp.join(ROOT, 'tools/train.py'), recipe, '--launcher', 'pytorch',
-                               '--work-dir', str(tmp_path / 'ddp'), '--cfg-options',
-                               f'model.teacher.cache.dir={out}'],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        base + [
+            osp.join(ROOT, 'tools/train.py'), recipe, '--launcher', 'pytorch', '--work-dir',
+            str(tmp_path / 'ddp'), '--cfg-options', f'model.teacher.cache.dir={out}'
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert glob.glob(str(tmp_path / 'ddp' / 'iter_2.pth'))
 
 
 def test_ofd_with_cache_reads_margin_then_drops_teacher(tmp_path, tiny_camvid, seg_teacher):
     """OFD's margin comes from a teacher BN: built for setup only, then released."""
-    from mmengine.registry import MODELS
     dp = dict(seg_model(4)['data_preprocessor'], size=(32, 48))
     student = dict(model=dict(seg_model(4), data_preprocessor=dp), scope='mmseg')
     taps = dict(s_feat='student:decode_head.convs.0.bn', t_feat='teacher:decode_head.convs.0.bn')
-    losses = dict(loss_ofd=dict(type='OFDLoss', teacher_bn='decode_head.convs.0.bn',
-                                loss_weight=1e-3, student='s_feat', teacher='t_feat'))
+    losses = dict(
+        loss_ofd=dict(
+            type='OFDLoss',
+            teacher_bn='decode_head.convs.0.bn',
+            loss_weight=1e-3,
+            student='s_feat',
+            teacher='t_feat'))
     extra = "model.update(connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=8, " \
             "out_channels=16)))"
-    recipe = write_recipe(str(tmp_path / 'ofd.py'), tiny_camvid, str(tmp_path / 'w'), seg_teacher,
-                          AUG_PIPE, taps, losses, student=student, extra=extra)
+    recipe = write_recipe(
+        str(tmp_path / 'ofd.py'),
+        tiny_camvid,
+        str(tmp_path / 'w'),
+        seg_teacher,
+        AUG_PIPE,
+        taps,
+        losses,
+        student=student,
+        extra=extra)
     cfg = Config.fromfile(recipe)
     out = str(tmp_path / 'cache')
     cb.build_geometric(cfg, out, scales=[1.0])

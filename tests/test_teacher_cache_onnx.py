@@ -35,8 +35,10 @@ def seg_teacher(tmp_path_factory):
 
 
 def _entries(folder: str) -> dict:
-    return {osp.basename(p): dict(np.load(p)) for p in
-            sorted(glob.glob(osp.join(folder, 'entries', '*.npz')))}
+    return {
+        osp.basename(p): dict(np.load(p))
+        for p in sorted(glob.glob(osp.join(folder, 'entries', '*.npz')))
+    }
 
 
 def test_onnxruntime_geometric_cache_equals_torch_cache(tmp_path, tiny_camvid, seg_teacher):
@@ -90,8 +92,7 @@ def _corrupt_first_weight(path: str) -> None:
     onnx.save(model, path)
 
 
-def test_broken_export_is_refused_before_caching(tmp_path, tiny_camvid, seg_teacher,
-                                                 monkeypatch):
+def test_broken_export_is_refused_before_caching(tmp_path, tiny_camvid, seg_teacher, monkeypatch):
     """An export that computes something else stops the build; no entry is written."""
     export = OnnxTeacherRunner.export
 
@@ -112,11 +113,13 @@ def test_broken_export_is_refused_before_caching(tmp_path, tiny_camvid, seg_teac
     assert m['status'] == 'complete'
 
 
-def test_runner_taps_tuple_features_and_input_renormalisation(tmp_path, tiny_camvid,
-                                                              seg_teacher):
+def test_runner_taps_tuple_features_and_input_renormalisation(tmp_path, tiny_camvid, seg_teacher):
     """Several taps (``[i]`` of a tuple, ``#in``) and a teacher with its own normalisation."""
-    taps = dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
-                t_feat='teacher:backbone[2]', t_in='teacher:decode_head.conv_seg#in')
+    taps = dict(
+        s_logits='student:decode_head.conv_seg',
+        t_logits='teacher:decode_head.conv_seg',
+        t_feat='teacher:backbone[2]',
+        t_in='teacher:decode_head.conv_seg#in')
     recipe = _seg_recipe(tmp_path, tiny_camvid, seg_teacher)
     cfg = Config.fromfile(recipe)
     cfg.model.taps = taps
@@ -147,8 +150,9 @@ def test_cli_backend_and_manifest(tmp_path, tiny_camvid, seg_teacher, monkeypatc
     finally:
         sys.path.pop(0)
     out = str(tmp_path / 'cli')
-    monkeypatch.setattr(sys, 'argv', ['cache_teacher.py', recipe, '--out', out, '--backend',
-                                      'onnxruntime', '--onnx-tol', '1e-4'])
+    monkeypatch.setattr(sys, 'argv', [
+        'cache_teacher.py', recipe, '--out', out, '--backend', 'onnxruntime', '--onnx-tol', '1e-4'
+    ])
     assert cache_teacher.main() == 0
     m = read_manifest(out)
     assert m['backend'] == 'onnxruntime' and m['backend_info']['tol'] == 1e-4
@@ -156,8 +160,7 @@ def test_cli_backend_and_manifest(tmp_path, tiny_camvid, seg_teacher, monkeypatc
     monkeypatch.setattr(sys, 'argv', ['cache_teacher.py', recipe, '--out', out])
     assert cache_teacher.main() == 0
     assert read_manifest(out)['backend'] == 'onnxruntime+torch'
-    monkeypatch.setattr(sys, 'argv', ['cache_teacher.py', '--check', recipe, out,
-                                      '--batches', '1'])
+    monkeypatch.setattr(sys, 'argv', ['cache_teacher.py', '--check', recipe, out, '--batches', '1'])
     capsys.readouterr()
     assert cache_teacher.main() == 0
     assert 'built with the onnxruntime+torch backend' in capsys.readouterr().out

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import ROOT, load_tool
+
 BASELINE = osp.join(ROOT, 'configs', 'baselines', 'mmseg-fast-scnn_1xb8-2k_camvid-360x480.py')
 NETWORKS = ('fast_scnn', 'contextnet', 'espnet', 'linknet', 'fanet')
 
@@ -41,16 +42,22 @@ def test_model_stats_tables(model_stats, tmp_path):
     bad.write_text("_base_ = ['mmseg::_base_/models/fast_scnn.py']\n"
                    "model = dict(backbone=dict(type='NoSuchBackbone'))\n")
     out = tmp_path / 'stats'
-    rc = model_stats.main(configs + [str(bad), '--shape', '64', '128', '--warmup', '0',
-                                     '--repeat', '2', '--threads', '1', '--out-dir', str(out)])
+    rc = model_stats.main(configs + [
+        str(bad), '--shape', '64', '128', '--warmup', '0', '--repeat', '2', '--threads', '1',
+        '--out-dir',
+        str(out)
+    ])
     assert rc == 1  # the bad config is reported as a row (exit 1), the others still measured
     with open(out / 'model_stats.csv') as f:
         rows = list(csv.DictReader(f))
-    expected = ['model', 'classes', 'params_inference_m', 'params_total_m', 'gflops', 'latency_ms',
-                'fps', 'ratio_vs_ref', 'config', 'notes']
+    expected = [
+        'model', 'classes', 'params_inference_m', 'params_total_m', 'gflops', 'latency_ms', 'fps',
+        'ratio_vs_ref', 'config', 'notes'
+    ]
     assert list(rows[0].keys()) == expected
-    assert [r['model'] for r in rows] == [model_stats.REF_NAME] + [
-        osp.splitext(osp.basename(c))[0] for c in configs] + ['bad_cfg']
+    assert [r['model'] for r in rows
+            ] == [model_stats.REF_NAME] + [osp.splitext(osp.basename(c))[0]
+                                           for c in configs] + ['bad_cfg']
     ref, base, bad_row = rows[0], rows[1], rows[-1]
     assert 'ERROR' in bad_row['notes'] and 'NoSuchBackbone' in bad_row['notes']
     assert bad_row['latency_ms'] == ''
@@ -76,8 +83,8 @@ def test_exact_adaptive_pool_matches_torch():
     from rtkd.analysis.onnx_export import ExactAdaptiveAvgPool2d
     x = torch.randn(2, 3, 16, 32)
     for size in (1, 2, 3, 6, (5, 7), (20, 40)):
-        assert torch.allclose(ExactAdaptiveAvgPool2d(size)(x), F.adaptive_avg_pool2d(x, size),
-                              atol=1e-6)
+        assert torch.allclose(
+            ExactAdaptiveAvgPool2d(size)(x), F.adaptive_avg_pool2d(x, size), atol=1e-6)
 
 
 def test_export_onnx_roundtrip_with_checkpoint(export_tool, tmp_path, capsys):
@@ -97,19 +104,24 @@ def test_export_onnx_roundtrip_with_checkpoint(export_tool, tmp_path, capsys):
     torch.save(dict(state_dict=state), wrapped)
     other = build_segmentor(BASELINE)
     load_weights(other, str(wrapped))
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 other.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                          other.state_dict().values()))
     out = tmp_path / 'm.onnx'
-    rc = export_tool.main([BASELINE, '--checkpoint', str(ckpt), '--shape', '64', '128', '--out',
-                           str(out), '--threads', '1'])
+    rc = export_tool.main([
+        BASELINE, '--checkpoint',
+        str(ckpt), '--shape', '64', '128', '--out',
+        str(out), '--threads', '1'
+    ])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert out.is_file() and 'max abs diff torch vs onnxruntime' in text and '-> OK' in text
     import onnxruntime as ort
     sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
     assert sess.get_outputs()[0].shape == [1, 11, 8, 16]  # decode-head resolution (1/8)
-    rc = export_tool.main([BASELINE, '--shape', '64', '128', '--out', str(out),
-                           '--resize-to-input'])
+    rc = export_tool.main(
+        [BASELINE, '--shape', '64', '128', '--out',
+         str(out), '--resize-to-input'])
     assert rc == 0
     sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
     assert sess.get_outputs()[0].shape == [1, 11, 64, 128]

@@ -85,8 +85,12 @@ def make_exportable(model: nn.Module) -> Tuple[nn.Module, int]:
     return model, n
 
 
-def export_onnx(model: nn.Module, shape: Sequence[int], out_file: str, opset: int = 17,
-                resize_to_input: bool = False, exporter: str = 'torchscript') -> str:
+def export_onnx(model: nn.Module,
+                shape: Sequence[int],
+                out_file: str,
+                opset: int = 17,
+                resize_to_input: bool = False,
+                exporter: str = 'torchscript') -> str:
     """Export ``segmentor(x, mode='tensor')`` for a ``1 x 3 x H x W`` input to an ONNX file.
 
     Args:
@@ -116,8 +120,12 @@ def export_onnx(model: nn.Module, shape: Sequence[int], out_file: str, opset: in
     return export_module(wrapper, x, out_file, ['logits'], opset=opset, exporter=exporter)
 
 
-def export_module(module: nn.Module, x: torch.Tensor, out_file: str,
-                  output_names: Sequence[str], opset: int = 17, exporter: str = 'torchscript',
+def export_module(module: nn.Module,
+                  x: torch.Tensor,
+                  out_file: str,
+                  output_names: Sequence[str],
+                  opset: int = 17,
+                  exporter: str = 'torchscript',
                   dynamic_batch: bool = False) -> str:
     """Export ``module(x)`` (one tensor in, a tensor or a tuple of tensors out) to ONNX.
 
@@ -143,8 +151,13 @@ def export_module(module: nn.Module, x: torch.Tensor, out_file: str,
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter('ignore')  # TorchScript-exporter deprecation and tracer warnings
         torch.onnx.export(
-            module, (x, ), out_file, dynamo=(exporter == 'dynamo'), opset_version=opset,
-            input_names=['input'], output_names=list(output_names), dynamic_axes=axes,
+            module, (x, ),
+            out_file,
+            dynamo=(exporter == 'dynamo'),
+            opset_version=opset,
+            input_names=['input'],
+            output_names=list(output_names),
+            dynamic_axes=axes,
             do_constant_folding=True)
     import onnx
     onnx.checker.check_model(onnx.load(out_file))
@@ -172,8 +185,12 @@ def make_ort_session(onnx_file: str, threads: Optional[int] = None):
     return ort.InferenceSession(onnx_file, sess_options=opts, providers=['CPUExecutionProvider'])
 
 
-def verify_onnx(model: nn.Module, onnx_file: str, x: torch.Tensor, threads: Optional[int] = None,
-                resize_to_input: bool = False, session=None) -> Tuple[float, float]:
+def verify_onnx(model: nn.Module,
+                onnx_file: str,
+                x: torch.Tensor,
+                threads: Optional[int] = None,
+                resize_to_input: bool = False,
+                session=None) -> Tuple[float, float]:
     """Run PyTorch and ONNX Runtime on the same input and compare the logits.
 
     Args:

@@ -31,7 +31,11 @@ def progress_line(line: str, name: str, tag: str = 'train') -> str | None:
     return f'[{tag}] {name}: iter {m[1]}/{m[2]}, eta {m[3]}, {shown}'
 
 
-def run_with_progress(cmd: list, env: dict, log_path: str, name: str, cwd: str = '.',
+def run_with_progress(cmd: list,
+                      env: dict,
+                      log_path: str,
+                      name: str,
+                      cwd: str = '.',
                       tag: str = 'train'):
     """Run a training command, its output into ``log_path``; print one progress line per log line.
 
@@ -47,8 +51,14 @@ def run_with_progress(cmd: list, env: dict, log_path: str, name: str, cwd: str =
         subprocess.CompletedProcess: with the return code.
     """
     with open(log_path, 'w', buffering=1) as out:  # line-buffered: the log survives a kill
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1)
         for line in proc.stdout:
             out.write(line)
             short = progress_line(line, name, tag)

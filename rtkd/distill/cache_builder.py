@@ -13,21 +13,19 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from mmengine.config import Config
-from torch import Tensor
 from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
+from torch import Tensor
 
 from ..version import __version__
 from .losses.pixel_wise_kd import pixel_divergence
 from .teacher import teacher_identity
 from .teacher_cache import (CACHE_FORMAT, MANIFEST, TeacherCache, TeacherCacheError,
-                            check_pipeline_replayable, encode_tap, entry_key,
-                            input_fingerprint, read_manifest, save_arrays, scale_tag,
-                            text_digest, write_manifest)
+                            check_pipeline_replayable, encode_tap, entry_key, input_fingerprint,
+                            read_manifest, save_arrays, scale_tag, text_digest, write_manifest)
 
-_IDENTITY_KEYS = ('mode', 'teacher_config', 'teacher_checkpoint_sha256', 'taps_text',
-                  'dataset', 'scales', 'flip', 'topk', 'dtype', 'pipeline', 'seed', 'batch_size',
-                  'world_size')
+_IDENTITY_KEYS = ('mode', 'teacher_config', 'teacher_checkpoint_sha256', 'taps_text', 'dataset',
+                  'scales', 'flip', 'topk', 'dtype', 'pipeline', 'seed', 'batch_size', 'world_size')
 
 
 def _dist_info():
@@ -56,6 +54,7 @@ def live_recipe(cfg: Config) -> Config:
 def build_live_distiller(cfg: Config):
     """Build the recipe's Distiller with a live teacher, in eval mode."""
     from mmengine.registry import MODELS
+
     import rtkd  # noqa: F401  (registers the Distiller)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmseg')):
         model = MODELS.build(live_recipe(cfg).model)
@@ -71,8 +70,14 @@ def _train_dataset_cfg(cfg: Config) -> dict:
     return ds
 
 
-def recipe_identity(cfg: Config, model, mode: str, scales=None, flip=False, topk=None,
-                    iters=None, dtype: str = 'float16') -> dict:
+def recipe_identity(cfg: Config,
+                    model,
+                    mode: str,
+                    scales=None,
+                    flip=False,
+                    topk=None,
+                    iters=None,
+                    dtype: str = 'float16') -> dict:
     """The manifest fields that tie a cache to a recipe.
 
     Args:
@@ -87,20 +92,28 @@ def recipe_identity(cfg: Config, model, mode: str, scales=None, flip=False, topk
     ident = teacher_identity(teacher)
     taps = {sp.name: sp.text for sp in model._teacher_specs}
     pipeline = [dict(t) for t in cfg.train_dataloader.dataset.get('pipeline', [])]
-    out = dict(format=CACHE_FORMAT, mode=mode, rtkd_version=__version__,
-               teacher_config=ident['teacher_config'],
-               teacher_config_path=str(teacher.get('config', 'model dict')),
-               teacher_checkpoint=ident['teacher_checkpoint'],
-               teacher_checkpoint_sha256=ident['teacher_checkpoint_sha256'],
-               taps_text=taps, pipeline=text_digest(pipeline), pipeline_text=repr(pipeline),
-               topk=topk, dtype=dtype)
+    out = dict(
+        format=CACHE_FORMAT,
+        mode=mode,
+        rtkd_version=__version__,
+        teacher_config=ident['teacher_config'],
+        teacher_config_path=str(teacher.get('config', 'model dict')),
+        teacher_checkpoint=ident['teacher_checkpoint'],
+        teacher_checkpoint_sha256=ident['teacher_checkpoint_sha256'],
+        taps_text=taps,
+        pipeline=text_digest(pipeline),
+        pipeline_text=repr(pipeline),
+        topk=topk,
+        dtype=dtype)
     if mode == 'geometric':
         out.update(scales=[float(s) for s in scales], flip=bool(flip))
     else:
         _, world = _dist_info()
-        out.update(seed=cfg.get('randomness', {}).get('seed'),
-                   batch_size=int(cfg.train_dataloader.batch_size), world_size=int(world),
-                   iters=int(iters))
+        out.update(
+            seed=cfg.get('randomness', {}).get('seed'),
+            batch_size=int(cfg.train_dataloader.batch_size),
+            world_size=int(world),
+            iters=int(iters))
     return out
 
 
@@ -154,8 +167,9 @@ def _backend_fields(run, backend: str, old: Optional[dict]) -> dict:
     """Manifest ``backend`` / ``backend_info``; a resumed build notes both backends."""
     info = run.info() if hasattr(run, 'info') else dict(torch=torch.__version__)
     if old is not None and old.get('backend', 'torch') != backend:
-        return dict(backend=f"{old.get('backend', 'torch')}+{backend}",
-                    backend_info=dict(info, resumed_from=old.get('backend_info')))
+        return dict(
+            backend=f"{old.get('backend', 'torch')}+{backend}",
+            backend_info=dict(info, resumed_from=old.get('backend_info')))
     return dict(backend=backend, backend_info=info)
 
 
@@ -166,9 +180,15 @@ def _probe_shapes(model, size) -> Dict[str, list]:
     return {k: list(v.shape[-2:]) for k, v in rec.items()}
 
 
-def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), flip: bool = False,
-                    topk: Optional[int] = None, batch_size: int = 4,
-                    overwrite: bool = False, dtype: str = 'float16', backend: str = 'torch',
+def build_geometric(cfg: Config,
+                    out: str,
+                    scales: Sequence[float] = (1.0, ),
+                    flip: bool = False,
+                    topk: Optional[int] = None,
+                    batch_size: int = 4,
+                    overwrite: bool = False,
+                    dtype: str = 'float16',
+                    backend: str = 'torch',
                     onnx_tol: Optional[float] = None) -> dict:
     """Run the teacher over the recipe's training images and store its taps (geometric mode).
 
@@ -205,14 +225,18 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
     model = build_live_distiller(cfg)
     run = teacher_runner(model, backend, onnx_tol)
     ds_cfg = _train_dataset_cfg(cfg)
-    loading = [dict(t) for t in ds_cfg['pipeline'] if str(t.get('type', '')).startswith('Load')
-               and t.get('type') != 'LoadAnnotations']
+    loading = [
+        dict(t) for t in ds_cfg['pipeline']
+        if str(t.get('type', '')).startswith('Load') and t.get('type') != 'LoadAnnotations'
+    ]
     scope = cfg.get('default_scope', 'mmseg')
     with DefaultScope.overwrite_default_scope(scope):
         base = DATASETS.build(dict(ds_cfg, pipeline=[]))
     img_dir = osp.abspath(base.data_prefix.get('img_path', base.data_root or ''))
-    files = [osp.relpath(osp.abspath(base.get_data_info(i)['img_path']), img_dir)
-             for i in range(len(base))]
+    files = [
+        osp.relpath(osp.abspath(base.get_data_info(i)['img_path']), img_dir)
+        for i in range(len(base))
+    ]
     if not files:
         raise TeacherCacheError(f'the training dataset under {img_dir!r} is empty; check the '
                                 "recipe's train_dataloader.dataset.")
@@ -220,8 +244,12 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
     identity['dataset'] = dict(type=ds_cfg.get('type'), n=len(files), files=text_digest(files))
     old = _prepare_out(out, identity, overwrite) if rank == 0 else None
     _barrier()
-    manifest = dict(identity, img_dir=img_dir, files=files, status='building',
-                    total=len(files) * len(scales) * (2 if flip else 1))
+    manifest = dict(
+        identity,
+        img_dir=img_dir,
+        files=files,
+        status='building',
+        total=len(files) * len(scales) * (2 if flip else 1))
     if rank == 0:
         os.makedirs(osp.join(out, 'entries'), exist_ok=True)
         if old is None:
@@ -237,9 +265,10 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
             path = osp.join(out, 'entries', f'{entry_key(rel)}@{scale_tag(s, f)}.npz')
             if not osp.isfile(path):
                 todo.append((i, s, f, path))
-    print_log(f'[cache] rank {rank}: {len(todo)} entries to compute '
-              f'({len(files)} images x {len(variants)} variants, {world} process(es))',
-              logger='current')
+    print_log(
+        f'[cache] rank {rank}: {len(todo)} entries to compute '
+        f'({len(files)} images x {len(variants)} variants, {world} process(es))',
+        logger='current')
     taps_meta: Dict[str, dict] = {}
     pipelines = {}
     with DefaultScope.overwrite_default_scope(scope):
@@ -262,8 +291,10 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
             if not taps_meta:
                 taps_meta.update(_tap_facts(rec, data['inputs']))
             for k, (path, _, meta) in enumerate(pending):
-                arrays = {'__img_shape': np.array(meta['img_shape'][:2], np.int64),
-                          '__scale_factor': np.array(meta['scale_factor'][:2], np.float64)}
+                arrays = {
+                    '__img_shape': np.array(meta['img_shape'][:2], np.int64),
+                    '__scale_factor': np.array(meta['scale_factor'][:2], np.float64)
+                }
                 for name, val in rec.items():
                     for suffix, arr in encode_tap(val[k], topk, dtype).items():
                         arrays[name + suffix] = arr
@@ -286,8 +317,8 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
             with DefaultScope.overwrite_default_scope(scope):
                 info = copy.deepcopy(base.get_data_info(0))
                 data = _teacher_inputs(model, pseudo_collate([pipelines[variants[0]](info)]))
-            taps_meta = _tap_facts(model._run_teacher(data['inputs'], data['data_samples']),
-                                   data['inputs'])
+            taps_meta = _tap_facts(
+                model._run_teacher(data['inputs'], data['data_samples']), data['inputs'])
         size = getattr(model.data_preprocessor, 'size', None)
         probe = _probe_shapes(model, size) if size else {}
         for name, meta in taps_meta.items():
@@ -306,8 +337,10 @@ def build_geometric(cfg: Config, out: str, scales: Sequence[float] = (1.0, ), fl
 def _tap_facts(rec: Dict[str, Tensor], inputs: Tensor, texts: Optional[dict] = None) -> dict:
     """Manifest facts of each recorded teacher tap: channels and stride w.r.t. the input."""
     h, w = inputs.shape[-2:]
-    facts = {n: dict(channels=int(v.shape[1]), stride=[h / v.shape[-2], w / v.shape[-1]])
-             for n, v in rec.items()}
+    facts = {
+        n: dict(channels=int(v.shape[1]), stride=[h / v.shape[-2], w / v.shape[-1]])
+        for n, v in rec.items()
+    }
     for n in facts if texts else ():
         facts[n]['text'] = texts[n]
     return facts
@@ -315,13 +348,17 @@ def _tap_facts(rec: Dict[str, Tensor], inputs: Tensor, texts: Optional[dict] = N
 
 def _finish(out: str, manifest: dict, taps_meta: dict, done: int, unit: str, t0: float) -> None:
     """Write the final manifest (complete when every entry is on disk) and report."""
-    manifest.update(taps=taps_meta, done=done,
-                    status='complete' if done >= manifest['total'] else 'building',
-                    size_mb=_folder_mb(out), build_s=round(time.time() - t0, 1))
+    manifest.update(
+        taps=taps_meta,
+        done=done,
+        status='complete' if done >= manifest['total'] else 'building',
+        size_mb=_folder_mb(out),
+        build_s=round(time.time() - t0, 1))
     write_manifest(out, manifest)
-    print_log(f"[cache] {manifest['status']}: {done}/{manifest['total']} {unit}, "
-              f"{manifest['size_mb']:.1f} MB in {osp.abspath(out)}, {time.time() - t0:.1f} s",
-              logger='current')
+    print_log(
+        f"[cache] {manifest['status']}: {done}/{manifest['total']} {unit}, "
+        f"{manifest['size_mb']:.1f} MB in {osp.abspath(out)}, {time.time() - t0:.1f} s",
+        logger='current')
 
 
 def _folder_mb(folder: str) -> float:
@@ -346,15 +383,21 @@ def training_stream(cfg: Config, work_dir: str):
                                 'randomness.seed=N) and train with the same seed.')
     cfg.work_dir = work_dir
     runner = Runner.from_cfg(cfg)
-    loader = runner.build_dataloader(cfg.train_dataloader, seed=runner.seed,
-                                     diff_rank_seed=runner._randomness_cfg.get(
-                                         'diff_rank_seed', False))
+    loader = runner.build_dataloader(
+        cfg.train_dataloader,
+        seed=runner.seed,
+        diff_rank_seed=runner._randomness_cfg.get('diff_rank_seed', False))
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     return runner, model.eval(), loader
 
 
-def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
-                overwrite: bool = False, dtype: str = 'float16', backend: str = 'torch',
+def build_exact(cfg: Config,
+                out: str,
+                iters: int,
+                topk: Optional[int] = None,
+                overwrite: bool = False,
+                dtype: str = 'float16',
+                backend: str = 'torch',
                 onnx_tol: Optional[float] = None) -> dict:
     """Store the teacher taps of the first ``iters`` training batches (exact mode).
 
@@ -378,8 +421,7 @@ def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
     stream = iter(loader)
     rank, world = _dist_info()
     identity = recipe_identity(cfg, model, 'exact', topk=topk, iters=iters, dtype=dtype)
-    identity['dataset'] = dict(type=cfg.train_dataloader.dataset.get('type'),
-                               n=len(loader.dataset))
+    identity['dataset'] = dict(type=cfg.train_dataloader.dataset.get('type'), n=len(loader.dataset))
     old = _prepare_out(out, identity, overwrite) if rank == 0 else None
     if old is not None and old.get('iters', 0) < iters:
         old = None
@@ -403,9 +445,10 @@ def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
             inputs, samples = data['inputs'], data['data_samples']
             rec = run(inputs, samples)
             if not osp.isfile(path):
-                arrays = {'__fingerprint': input_fingerprint(inputs).numpy(),
-                          '__img_path': np.array([str(s.metainfo.get('img_path', ''))
-                                                  for s in samples])}
+                arrays = {
+                    '__fingerprint': input_fingerprint(inputs).numpy(),
+                    '__img_path': np.array([str(s.metainfo.get('img_path', '')) for s in samples])
+                }
                 for name, val in rec.items():
                     for suffix, arr in encode_tap(val, topk, dtype).items():
                         arrays[name + suffix] = arr
@@ -416,8 +459,9 @@ def build_exact(cfg: Config, out: str, iters: int, topk: Optional[int] = None,
             bar.update()
     _barrier()
     if rank == 0:
-        done = sum(len([n for n in os.listdir(osp.join(out, 'exact', d)) if n.endswith('.npz')])
-                   for d in os.listdir(osp.join(out, 'exact')))
+        done = sum(
+            len([n for n in os.listdir(osp.join(out, 'exact', d)) if n.endswith('.npz')])
+            for d in os.listdir(osp.join(out, 'exact')))
         manifest.update(_backend_fields(run, backend, old))
         _finish(out, manifest, taps_meta, done, 'iterations x ranks', t0)
     _barrier()
@@ -461,8 +505,10 @@ def check_cache(cfg: Config, folder: str, batches: int = 4) -> Dict[str, dict]:
             stream = iter(Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=seed))
     names = [sp.name for sp in model._teacher_specs]
     cache = TeacherCache(folder, dict(taps={sp.name: sp.text for sp in model._teacher_specs}))
-    acc: Dict[str, dict] = {n: dict(agree=0.0, agree_all=0.0, kl=0.0, num=0.0, den=0.0,
-                                    max_abs=0.0, n=0) for n in names}
+    acc: Dict[str, dict] = {
+        n: dict(agree=0.0, agree_all=0.0, kl=0.0, num=0.0, den=0.0, max_abs=0.0, n=0)
+        for n in names
+    }
     from mmengine.dist import get_rank
     for it in range(batches):
         batch = next(stream)
@@ -493,12 +539,17 @@ def check_cache(cfg: Config, folder: str, batches: int = 4) -> Dict[str, dict]:
     res = {}
     for n, a in acc.items():
         k = max(a['n'], 1)
-        res[n] = dict(argmax_agreement=100.0 * a['agree'] / k,
-                      argmax_agreement_all=100.0 * a['agree_all'] / k, mean_kl=a['kl'] / k,
-                      rel_l2=(a['num'] / max(a['den'], 1e-12)) ** 0.5, max_abs=a['max_abs'],
-                      batches=a['n'])
+        res[n] = dict(
+            argmax_agreement=100.0 * a['agree'] / k,
+            argmax_agreement_all=100.0 * a['agree_all'] / k,
+            mean_kl=a['kl'] / k,
+            rel_l2=(a['num'] / max(a['den'], 1e-12))**0.5,
+            max_abs=a['max_abs'],
+            batches=a['n'])
     return res
 
 
-__all__ = ['build_geometric', 'build_exact', 'check_cache', 'recipe_identity', 'live_recipe',
-           'build_live_distiller', 'teacher_runner', 'BACKENDS']
+__all__ = [
+    'build_geometric', 'build_exact', 'check_cache', 'recipe_identity', 'live_recipe',
+    'build_live_distiller', 'teacher_runner', 'BACKENDS'
+]

@@ -56,9 +56,10 @@ def check_checkpoint_match(model_state_keys: Iterable[str],
         raise ValueError(f'min_fraction must be in (0, 1], got {min_fraction}.')
     have = {_strip_wrapper(k) for k in ckpt_state_keys}
     model_keys = [_strip_wrapper(k) for k in model_state_keys]
-    required = [k for k in model_keys
-                if not k.startswith(tuple(ignore_prefixes))
-                and not k.endswith(tuple(ignore_suffixes))]
+    required = [
+        k for k in model_keys
+        if not k.startswith(tuple(ignore_prefixes)) and not k.endswith(tuple(ignore_suffixes))
+    ]
     if not required:
         return
     missing: List[str] = [k for k in required if k not in have]
@@ -71,9 +72,9 @@ def check_checkpoint_match(model_state_keys: Iterable[str],
     extra = ''
     if unexpected:
         n_shown = max(1, max_listed // 2)
-        extra = (f'; it holds {len(unexpected)} entries the model does not have (e.g. '
-                 + ', '.join(unexpected[:n_shown])
-                 + (', ...' if len(unexpected) > n_shown else '') + ')')
+        extra = (f'; it holds {len(unexpected)} entries the model does not have (e.g. ' +
+                 ', '.join(unexpected[:n_shown]) + (', ...' if len(unexpected) > n_shown else '') +
+                 ')')
     ignored = ', '.join(repr(p) for p in ignore_prefixes) or 'none'
     raise ValueError(
         f'{what} matches only {matched} of the {len(required)} required model entries '

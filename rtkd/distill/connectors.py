@@ -58,8 +58,12 @@ class ConvBNConnector(BaseConnector):
 
     INITS = ('pytorch', 'kaiming_fan_out')
 
-    def __init__(self, in_channels: int, out_channels: int, norm: bool = True,
-                 init: str = 'pytorch', like: Optional[str] = None) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 norm: bool = True,
+                 init: str = 'pytorch',
+                 like: Optional[str] = None) -> None:
         super().__init__(like)
         if init not in self.INITS:
             raise ValueError(f'ConvBNConnector: init must be one of {self.INITS}, got {init!r}.')
@@ -95,8 +99,12 @@ class Conv3x3ReLUConnector(BaseConnector):
         like (str | None): unused, kept for a uniform interface.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, relu: bool = True,
-                 init_std: Optional[float] = None, like: Optional[str] = None) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 relu: bool = True,
+                 init_std: Optional[float] = None,
+                 like: Optional[str] = None) -> None:
         super().__init__(like)
         if init_std is not None and not (isinstance(init_std, (int, float)) and init_std > 0):
             raise ValueError(f'Conv3x3ReLUConnector: init_std must be a positive float or None, '
@@ -124,8 +132,11 @@ class ResizeConnector(BaseConnector):
         align_corners (bool): passed to ``F.interpolate`` for (bi)linear modes.
     """
 
-    def __init__(self, like: Optional[str] = None, size: Optional[Sequence[int]] = None,
-                 mode: str = 'bilinear', align_corners: bool = False) -> None:
+    def __init__(self,
+                 like: Optional[str] = None,
+                 size: Optional[Sequence[int]] = None,
+                 mode: str = 'bilinear',
+                 align_corners: bool = False) -> None:
         super().__init__(like)
         if like is None and size is None:
             raise ValueError("ResizeConnector needs like='<tap name>' or size=(h, w).")
@@ -162,8 +173,8 @@ def build_connector(cfg: Union[dict, Sequence[dict]]) -> nn.Module:
     if isinstance(cfg['type'], str) and MODELS.get(cfg['type']) is None:
         from .builder import close_registered_names
         close = close_registered_names(cfg['type'])
-        raise KeyError(f"connector type {cfg['type']!r} is not registered"
-                       + (f'; close registered names: {close}.' if close else '.'))
+        raise KeyError(f"connector type {cfg['type']!r} is not registered" +
+                       (f'; close registered names: {close}.' if close else '.'))
     return MODELS.build(cfg)
 
 

@@ -57,8 +57,10 @@ def gt_boxes_of(data_samples: Sequence) -> List[Tensor]:
     return out
 
 
-def anchor_imitation_masks(prior_generator, featmap_sizes: Sequence[Tuple[int, int]],
-                           gt_bboxes: Sequence[Tensor], psi: float = 0.5,
+def anchor_imitation_masks(prior_generator,
+                           featmap_sizes: Sequence[Tuple[int, int]],
+                           gt_bboxes: Sequence[Tensor],
+                           psi: float = 0.5,
                            levels: Optional[Sequence[int]] = None,
                            device: Optional[torch.device] = None) -> List[Tensor]:
     """FGFI imitation masks (one ``N x H_l x W_l`` bool tensor per requested level).
@@ -110,8 +112,10 @@ def anchor_imitation_masks(prior_generator, featmap_sizes: Sequence[Tuple[int, i
     return [torch.stack(m) for m in per_level]
 
 
-def gt_box_masks(prior_generator, featmap_sizes: Sequence[Tuple[int, int]],
-                 gt_bboxes: Sequence[Tensor], levels: Optional[Sequence[int]] = None,
+def gt_box_masks(prior_generator,
+                 featmap_sizes: Sequence[Tuple[int, int]],
+                 gt_bboxes: Sequence[Tensor],
+                 levels: Optional[Sequence[int]] = None,
                  device: Optional[torch.device] = None) -> List[Tensor]:
     """Anchor-free fallback: mask locations whose prior point lies inside a GT box.
 

@@ -176,8 +176,10 @@ class Distiller(BaseModel):
                                 'with data_preprocessor=dict(...).')
             self.data_preprocessor = self.student.data_preprocessor
         self.tap_specs: Dict[str, TapSpec] = {n: TapSpec.parse(n, t) for n, t in taps.items()}
-        by_side = {s: [sp for sp in self.tap_specs.values() if sp.side == s]
-                   for s in ('student', 'teacher')}
+        by_side = {
+            s: [sp for sp in self.tap_specs.values() if sp.side == s]
+            for s in ('student', 'teacher')
+        }
         self._teacher_specs = by_side['teacher']
         if teacher is None and self._teacher_specs:
             sp = self._teacher_specs[0]
@@ -201,14 +203,14 @@ class Distiller(BaseModel):
         self.teacher_scope = None
         if teacher_spec is not None and cache_cfg is None:
             self._teacher = [self._build_teacher()]
-            self._teacher_norm = input_transform(
-                self.data_preprocessor, getattr(self.teacher, 'data_preprocessor', None))
+            self._teacher_norm = input_transform(self.data_preprocessor,
+                                                 getattr(self.teacher, 'data_preprocessor', None))
 
         # --- taps -----------------------------------------------------------------------
         self._taps = {'student': TapSet(self.student, by_side['student'], 'student')}
         if self._teacher:
-            self._taps['teacher'] = TapSet(self.teacher, by_side['teacher'], 'teacher',
-                                           stop_when_done=teacher_early_stop)
+            self._taps['teacher'] = TapSet(
+                self.teacher, by_side['teacher'], 'teacher', stop_when_done=teacher_early_stop)
         elif teacher_spec is not None:
             self.teacher_cache = self._open_cache(cache_cfg, by_side['teacher'])
 
@@ -223,10 +225,18 @@ class Distiller(BaseModel):
         # --- connectors ---------------------------------------------------------------------
         used = {m[k] for m in self.loss_maps.values() for k in ('student', 'teacher')}
         used |= {v for m in self.loss_maps.values() for v in m['extras'].values()}
-        frozen = {t: 'is the detached target (teacher=) of a loss and would learn nothing; put '
-                     'learned connectors on the student= tap' for t in self._target_taps}
-        frozen.update({sp.name: 'belongs to the frozen teacher; put learned connectors on the '
-                                'student tap' for sp in by_side['teacher']})
+        frozen = {
+            t:
+            'is the detached target (teacher=) of a loss and would learn nothing; put '
+            'learned connectors on the student= tap'
+            for t in self._target_taps
+        }
+        frozen.update({
+            sp.name:
+            'belongs to the frozen teacher; put learned connectors on the '
+            'student tap'
+            for sp in by_side['teacher']
+        })
         self.connectors = build_tap_connectors(connectors, list(self.tap_specs), used, frozen)
 
         # --- export: student parts trained for self-distillation only ----------------------
@@ -252,8 +262,10 @@ class Distiller(BaseModel):
                                  f'norm_eval=True]), got {freeze_student!r}.')
             for m in mods:
                 resolve_module(self.student, m, 'student')
-            self.freeze_cfg = dict(modules=list(mods), iters=int(iters),
-                                   norm_eval=bool(freeze_student.get('norm_eval', True)))
+            self.freeze_cfg = dict(
+                modules=list(mods),
+                iters=int(iters),
+                norm_eval=bool(freeze_student.get('norm_eval', True)))
 
         self.register_buffer('distill_iter', torch.zeros((), dtype=torch.long))
         self._frozen_now = False
@@ -266,8 +278,9 @@ class Distiller(BaseModel):
         # through the student's backward: keep them out of DDP's gradient bookkeeping.
         self._ddp_params_and_buffers_to_ignore = [
             f'losses.{name}.discriminator.{n}' for name in self.adversarial_losses
-            for n, _ in list(self.losses[name].discriminator.named_parameters())
-            + list(self.losses[name].discriminator.named_buffers())]
+            for n, _ in list(self.losses[name].discriminator.named_parameters()) +
+            list(self.losses[name].discriminator.named_buffers())
+        ]
         self._disc_synced = False
 
     # ------------------------------------------------------------------------------------
@@ -314,18 +327,25 @@ class Distiller(BaseModel):
         expected = dict(taps={sp.name: sp.text for sp in specs})
         if cache_cfg.get('check_teacher', True):
             ident = teacher_identity(self._teacher_spec)
-            expected.update(teacher_config=ident['teacher_config'],
-                            teacher_checkpoint_sha256=ident['teacher_checkpoint_sha256'])
+            expected.update(
+                teacher_config=ident['teacher_config'],
+                teacher_checkpoint_sha256=ident['teacher_checkpoint_sha256'])
         cache = TeacherCache(cache_cfg['dir'], expected)
-        print_log(f"teacher: {cache.mode} teacher cache {cache.folder} (teacher not built; "
-                  f"taps {', '.join(expected['taps'])})", logger='current')
+        print_log(
+            f"teacher: {cache.mode} teacher cache {cache.folder} (teacher not built; "
+            f"taps {', '.join(expected['taps'])})",
+            logger='current')
         return cache
 
     def _load_student_checkpoint(self) -> None:
         if self._student_ckpt is not None:
             from mmengine.runner import load_checkpoint
-            load_checkpoint(self.student, self._student_ckpt, map_location='cpu', strict=False,
-                            logger='current')
+            load_checkpoint(
+                self.student,
+                self._student_ckpt,
+                map_location='cpu',
+                strict=False,
+                logger='current')
 
     def init_weights(self) -> None:
         """Initialise student/connectors/losses, then (re)load the student's own checkpoint.
@@ -348,8 +368,8 @@ class Distiller(BaseModel):
                                f'define it in taps= or use one of: {", ".join(self.tap_specs)}.')
         extras = map_extra_inputs(name, loss_class(name, cfg.get('type')), cfg,
                                   list(self.tap_specs))
-        self.loss_maps[name] = dict(student=cfg.pop('student'), teacher=cfg.pop('teacher'),
-                                    extras=extras)
+        self.loss_maps[name] = dict(
+            student=cfg.pop('student'), teacher=cfg.pop('teacher'), extras=extras)
         if self.tap_specs[self.loss_maps[name]['teacher']].side == 'student':
             self._target_taps.add(self.loss_maps[name]['teacher'])
         self.schedules[name] = build_schedule(cfg.pop('schedule', None))
@@ -416,8 +436,10 @@ class Distiller(BaseModel):
             Distiller: the copy.
         """
         shared = list(self.__dict__.get('_teacher') or [])
-        shared += [self.__dict__.get('_taps', {}).get('teacher'),
-                   self.__dict__.get('teacher_cache')]
+        shared += [
+            self.__dict__.get('_taps', {}).get('teacher'),
+            self.__dict__.get('teacher_cache')
+        ]
         for obj in shared:
             if obj is not None:
                 memo[id(obj)] = obj
@@ -437,8 +459,7 @@ class Distiller(BaseModel):
     # ------------------------------------------------------------------------------------
     # forward
     # ------------------------------------------------------------------------------------
-    def forward(self, inputs: Tensor, data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
+    def forward(self, inputs: Tensor, data_samples: Optional[list] = None, mode: str = 'tensor'):
         """``loss``: task + distillation losses; ``predict``/``tensor``: the student alone."""
         if mode == 'loss':
             return self.loss(inputs, data_samples)
@@ -516,6 +537,7 @@ class Distiller(BaseModel):
         Returns:
             str: teacher source, taps (with shapes), connectors, losses (weights, schedules).
         """
+
         def shape(v):
             if torch.is_tensor(v):
                 return 'x'.join(str(d) for d in v.shape)
@@ -533,17 +555,17 @@ class Distiller(BaseModel):
             source = f"{spec.get('config', 'model dict')} + {spec.get('checkpoint')}"
         lines = [f'Distiller: teacher {source}']
         for name, sp in self.tap_specs.items():
-            lines.append(f'  tap {name} = {sp.text}'
-                         + (f' -> {shape(records[name])}' if name in records else ''))
+            lines.append(f'  tap {name} = {sp.text}' +
+                         (f' -> {shape(records[name])}' if name in records else ''))
         for tap, chain in self.connectors.items():
-            lines.append(f'  connector on {tap}: '
-                         + ' -> '.join(type(m).__name__ for m in chain.children()))
+            lines.append(f'  connector on {tap}: ' +
+                         ' -> '.join(type(m).__name__ for m in chain.children()))
         for name, mod in self.losses.items():
             m = self.loss_maps[name]
             sched = self.schedules.get(name)
             lines.append(f"  loss {name} = {type(mod).__name__}({m['student']}, {m['teacher']}), "
-                         f"weight {getattr(mod, 'loss_weight', '?')}"
-                         + (f', schedule {sched!r}' if sched is not None else ''))
+                         f"weight {getattr(mod, 'loss_weight', '?')}" +
+                         (f', schedule {sched!r}' if sched is not None else ''))
         if self.export_exclude:
             lines.append(f'  left out of the exported student: {", ".join(self.export_exclude)}')
         if self.freeze_cfg:
@@ -603,12 +625,18 @@ class Distiller(BaseModel):
             if not (torch.is_tensor(s) and torch.is_tensor(t) and s.shape != t.shape):
                 raise
             s_sp, t_sp = self.tap_specs[m['student']], self.tap_specs[m['teacher']]
-            logits = all(sp.module.endswith('conv_seg') and not sp.use_input
-                         for sp in (s_sp, t_sp))
+            logits = all(sp.module.endswith('conv_seg') and not sp.use_input for sp in (s_sp, t_sp))
             classes = getattr(getattr(self.student, 'decode_head', None), 'num_classes', None)
-            describe_shape_error(report, name, m['student'], m['teacher'], s, t, logits=logits,
-                                 student_classes=classes,
-                                 loss_said=f'{type(loss_mod).__name__} said: {e}')
+            describe_shape_error(
+                report,
+                name,
+                m['student'],
+                m['teacher'],
+                s,
+                t,
+                logits=logits,
+                student_classes=classes,
+                loss_said=f'{type(loss_mod).__name__} said: {e}')
             report.cause = report.cause or e
             return None
 
@@ -620,9 +648,11 @@ class Distiller(BaseModel):
         connectors (BN statistics, memory banks) are put back afterwards.
         """
         mods = [self.losses[n] for n in names]
-        mods += [self.connectors[tap] for n in names for tap in
-                 (self.loss_maps[n]['student'], self.loss_maps[n]['teacher'],
-                  *self.loss_maps[n]['extras'].values()) if tap in self.connectors]
+        mods += [
+            self.connectors[tap] for n in names
+            for tap in (self.loss_maps[n]['student'], self.loss_maps[n]['teacher'],
+                        *self.loss_maps[n]['extras'].values()) if tap in self.connectors
+        ]
         saved = [(b, b.detach().clone()) for mod in mods for b in mod.buffers()]
         devices = [inputs.device.index or 0] if inputs.is_cuda else []
         try:
@@ -689,8 +719,10 @@ class Distiller(BaseModel):
             # every logged loss, critics included, once per step (module docstring)
             losses[name] = val * factors[name]
             if name in self.adversarial_losses:
-                self._adv_cache[name] = (s.detach(), t.detach(),
-                                         {k: detached(v) for k, v in extras.items()})
+                self._adv_cache[name] = (s.detach(), t.detach(), {
+                    k: detached(v)
+                    for k, v in extras.items()
+                })
         if probe:
             self._probe(probe, value, report, inputs)
         report.raise_if_any()
@@ -702,7 +734,8 @@ class Distiller(BaseModel):
     # ------------------------------------------------------------------------------------
     # training step (also used through DistillerDataParallel)
     # ------------------------------------------------------------------------------------
-    def train_step(self, data: Union[dict, tuple, list],
+    def train_step(self,
+                   data: Union[dict, tuple, list],
                    optim_wrapper: Union[OptimWrapper, OptimWrapperDict],
                    ddp_model: Optional[nn.Module] = None) -> Dict[str, Tensor]:
         """One iteration: student update, then (adversarial losses) discriminator update.
@@ -777,8 +810,10 @@ class Distiller(BaseModel):
         return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
     def _discriminator_params(self) -> List[nn.Parameter]:
-        return [p for name in self.adversarial_losses
-                for p in self.losses[name].discriminator.parameters()]
+        return [
+            p for name in self.adversarial_losses
+            for p in self.losses[name].discriminator.parameters()
+        ]
 
     def _sync_discriminators(self) -> None:
         """Broadcast the critics from rank 0 once, before their first use.

@@ -23,12 +23,12 @@ def drop_modules(state_dict: dict, modules: Sequence[str]) -> OrderedDict:
         OrderedDict: the remaining entries, in their order.
     """
     prefixes = tuple(f'{m}.' for m in modules)
-    out = OrderedDict((k, v) for k, v in state_dict.items()
-                      if not (prefixes and k.startswith(prefixes)))
+    out = OrderedDict(
+        (k, v) for k, v in state_dict.items() if not (prefixes and k.startswith(prefixes)))
     meta = getattr(state_dict, '_metadata', None)
     if meta is not None:  # torch's per-module version info, used by load_state_dict
-        out._metadata = OrderedDict((k, v) for k, v in meta.items()
-                                    if not (prefixes and f'{k}.'.startswith(prefixes)))
+        out._metadata = OrderedDict(
+            (k, v) for k, v in meta.items() if not (prefixes and f'{k}.'.startswith(prefixes)))
     return out
 
 
@@ -95,13 +95,15 @@ def member_state_dict(state_dict: dict, member: str) -> OrderedDict:
     """
     members = cohort_members(state_dict)
     if member not in members:
-        raise KeyError(f'member {member!r} is not in the checkpoint; '
-                       + (f'its members are: {", ".join(members)}.' if members else
-                          'it is not a CohortDistiller checkpoint (no members.* entries).'))
+        raise KeyError(f'member {member!r} is not in the checkpoint; ' +
+                       (f'its members are: {", ".join(members)}.' if members else
+                        'it is not a CohortDistiller checkpoint (no members.* entries).'))
     return student_state_dict(state_dict, prefix=f'{MEMBERS_PREFIX}{member}.')
 
 
-def extract_student(src: str, dst: str, meta: Optional[dict] = None,
+def extract_student(src: str,
+                    dst: str,
+                    meta: Optional[dict] = None,
                     member: Optional[str] = None) -> dict:
     """Read a distiller checkpoint and write ``{'state_dict', 'meta'}`` for the student alone.
 
@@ -127,8 +129,8 @@ def extract_student(src: str, dst: str, meta: Optional[dict] = None,
         meta = dict(meta or {}, member=member)
     else:
         sd_out = student_state_dict(sd)
-    out = dict(state_dict=sd_out,
-               meta=dict((ckpt.get('meta') or {}), extracted_from=src, **(meta or {})))
+    out = dict(
+        state_dict=sd_out, meta=dict((ckpt.get('meta') or {}), extracted_from=src, **(meta or {})))
     # Runner-specific entries (message_hub, optimizer, param_schedulers) are not carried over.
     out['meta'].pop('hook_msgs', None)
     save_checkpoint(out, dst)
@@ -178,8 +180,10 @@ def adapt_checkpoint_kind(model, state_dict: dict) -> tuple:
         return state_dict, None
     if members and not any(k.startswith(STUDENT_PREFIX) for k in keys):
         own = set(target.state_dict())
-        fits = [m for m in members if own and not (own & set(state_dict))
-                and own <= set(member_state_dict(state_dict, m))]
+        fits = [
+            m for m in members
+            if own and not (own & set(state_dict)) and own <= set(member_state_dict(state_dict, m))
+        ]
         if len(fits) == 1:
             sd = member_state_dict(state_dict, fits[0])
             return sd, (f'a cohort checkpoint in a plain model: loaded member {fits[0]!r} '

@@ -53,9 +53,9 @@ def loss_class(name: str, loss_type: Any) -> type:
     if cls is None:
         from .builder import close_registered_names
         close = close_registered_names(loss_type)
-        raise KeyError(f'loss {name!r}: type {loss_type!r} is not registered; '
-                       + (f'close registered names: {close}' if close else
-                          'is rtkd imported (custom_imports)?') + '.')
+        raise KeyError(f'loss {name!r}: type {loss_type!r} is not registered; ' + (
+            f'close registered names: {close}' if close else 'is rtkd imported (custom_imports)?') +
+                       '.')
     return cls
 
 
@@ -149,8 +149,12 @@ class ShapeReport:
         self.cause: Optional[BaseException] = None  # the first loss's own error (chained)
         self.fixes: Dict[str, Dict[str, Any]] = {}  # student tap -> {teacher shape: (fix, t_tap)}
 
-    def add(self, line: str, s_tap: Optional[str] = None, fix: Optional[str] = None,
-            t_tap: Optional[str] = None, t_shape: tuple = ()) -> None:
+    def add(self,
+            line: str,
+            s_tap: Optional[str] = None,
+            fix: Optional[str] = None,
+            t_tap: Optional[str] = None,
+            t_shape: tuple = ()) -> None:
         """Record one loss's problem (and the connector that fixes it, if any)."""
         self.lines.append(line)
         if s_tap is not None and fix is not None:
@@ -175,8 +179,8 @@ class ShapeReport:
                     f'give each its connector')
         tail = []
         if fixes:
-            tail.append('add connectors=dict('
-                        + ', '.join(f'{tap}={fix}' for tap, fix in fixes.items()) + ')')
+            tail.append('add connectors=dict(' + ', '.join(f'{tap}={fix}'
+                                                           for tap, fix in fixes.items()) + ')')
         tail += conflicts
         if len(self.lines) == 1:
             line = self.lines[0]

@@ -42,8 +42,11 @@ class StudentCheckpointHook(Hook):
 
     priority = 'VERY_LOW'
 
-    def __init__(self, interval: int = -1, save_latest: bool = True,
-                 out_dir: Optional[str] = None, max_keep_ckpts: Optional[int] = None) -> None:
+    def __init__(self,
+                 interval: int = -1,
+                 save_latest: bool = True,
+                 out_dir: Optional[str] = None,
+                 max_keep_ckpts: Optional[int] = None) -> None:
         self.interval = interval
         self.save_latest = save_latest
         self.out_dir = out_dir
@@ -65,9 +68,13 @@ class StudentCheckpointHook(Hook):
 
     @master_only
     def _save(self, runner, names) -> None:
-        ckpt = dict(meta=dict(iter=runner.iter, epoch=runner.epoch, source='rtkd Distiller',
-                              experiment_name=runner.experiment_name),
-                    state_dict=weights_to_cpu(self._student_state(runner)))
+        ckpt = dict(
+            meta=dict(
+                iter=runner.iter,
+                epoch=runner.epoch,
+                source='rtkd Distiller',
+                experiment_name=runner.experiment_name),
+            state_dict=weights_to_cpu(self._student_state(runner)))
         folder = self.out_dir or runner.work_dir
         for name in names:
             save_checkpoint(ckpt, osp.join(folder, name))
@@ -77,8 +84,8 @@ class StudentCheckpointHook(Hook):
         """Delete the oldest ``student_iter_*.pth`` beyond ``max_keep_ckpts``."""
         keep = self.max_keep_ckpts
         if keep is None:
-            keep = next((getattr(h, 'max_keep_ckpts', -1) for h in runner.hooks
-                         if type(h).__name__ == 'CheckpointHook'), -1)
+            keep = next((getattr(h, 'max_keep_ckpts', -1)
+                         for h in runner.hooks if type(h).__name__ == 'CheckpointHook'), -1)
         if keep is None or keep <= 0:
             return
         found = []

@@ -171,18 +171,21 @@ class CohortDistiller(BaseModel):
                                 'CohortDistiller one with data_preprocessor=dict(...).')
             self.data_preprocessor = pre
         # a member with another normalisation / channel order gets the batch re-normalised
-        self._input_norm = {m: input_transform(self.data_preprocessor,
-                                               getattr(net, 'data_preprocessor', None))
-                            for m, net in self.members.items()}
+        self._input_norm = {
+            m: input_transform(self.data_preprocessor, getattr(net, 'data_preprocessor', None))
+            for m, net in self.members.items()
+        }
 
         # --- taps -------------------------------------------------------------------------
         self.tap_specs: Dict[str, TapSpec] = {}
         for tap, text in taps.items():
             self.tap_specs[tap] = self._parse_tap(tap, text)
-        self._taps = {m: TapSet(self.members[m],
-                                [sp for sp in self.tap_specs.values() if sp.side == m],
-                                f'member {m!r}')
-                      for m in self.members}
+        self._taps = {
+            m:
+            TapSet(self.members[m], [sp for sp in self.tap_specs.values() if sp.side == m],
+                   f'member {m!r}')
+            for m in self.members
+        }
 
         # --- losses -----------------------------------------------------------------------
         self.losses = nn.ModuleDict()
@@ -195,8 +198,12 @@ class CohortDistiller(BaseModel):
         learner_taps = {e[0] for m in self.loss_maps.values() for e in m['edges']}
         used = learner_taps | {e[1] for m in self.loss_maps.values() for e in m['edges']}
         used |= {v for m in self.loss_maps.values() for v in m['extras'].values()}
-        frozen = {t: 'is only a (detached) target; put learned connectors on a learner tap '
-                     '(student= or mutual=)' for t in self.tap_specs if t not in learner_taps}
+        frozen = {
+            t:
+            'is only a (detached) target; put learned connectors on a learner tap '
+            '(student= or mutual=)'
+            for t in self.tap_specs if t not in learner_taps
+        }
         self.connectors = build_tap_connectors(connectors, list(self.tap_specs), used, frozen)
 
         self.register_buffer('distill_iter', torch.zeros((), dtype=torch.long))
@@ -270,9 +277,11 @@ class CohortDistiller(BaseModel):
                              f'in connectors=, adversarial losses are not supported).')
         self.losses[name] = module
         self.schedules[name] = schedule
-        self.loss_maps[name] = dict(edges=edges, extras=extras,
-                                    learners=sorted({self._tap_member(e[0]) for e in edges},
-                                                    key=list(self.members).index))
+        self.loss_maps[name] = dict(
+            edges=edges,
+            extras=extras,
+            learners=sorted({self._tap_member(e[0])
+                             for e in edges}, key=list(self.members).index))
 
     def _load_member_checkpoints(self) -> None:
         from mmengine.runner import load_checkpoint
@@ -280,13 +289,14 @@ class CohortDistiller(BaseModel):
             if ckpt is None:
                 continue
             net = self.members[name]
-            loaded = load_checkpoint(net, ckpt, map_location='cpu', strict=False,
-                                     logger='current')
+            loaded = load_checkpoint(net, ckpt, map_location='cpu', strict=False, logger='current')
             sd = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else {}
             own = net.state_dict()
             check_checkpoint_match(own.keys(), sd.keys(), f'member {name!r} checkpoint {ckpt!r}')
-            wrong = [k for k, v in sd.items() if k in own and torch.is_tensor(v)
-                     and tuple(v.shape) != tuple(own[k].shape)]
+            wrong = [
+                k for k, v in sd.items()
+                if k in own and torch.is_tensor(v) and tuple(v.shape) != tuple(own[k].shape)
+            ]
             if wrong:  # strict=False loads the rest and only warns about these
                 k = wrong[0]
                 raise ValueError(f'member {name!r} checkpoint {ckpt!r} has {len(wrong)} entries '
@@ -327,20 +337,22 @@ class CohortDistiller(BaseModel):
 
     def summary(self) -> str:
         """What this cohort does, in a few lines (logged once, on the first training step)."""
-        lines = [f'CohortDistiller: members {", ".join(self.members)} '
-                 f'(eval_member {self.eval_member!r})']
+        lines = [
+            f'CohortDistiller: members {", ".join(self.members)} '
+            f'(eval_member {self.eval_member!r})'
+        ]
         for name, sp in self.tap_specs.items():
             lines.append(f'  tap {name} = {sp.text}')
         for tap, chain in self.connectors.items():
-            lines.append(f'  connector on {tap}: '
-                         + ' -> '.join(type(m).__name__ for m in chain.children()))
+            lines.append(f'  connector on {tap}: ' +
+                         ' -> '.join(type(m).__name__ for m in chain.children()))
         for name, mod in self.losses.items():
             edges = ', '.join(f'{s} <- {t}' + (f' x{w:.3g}' if w != 1 else '')
                               for s, t, w in self.loss_maps[name]['edges'])
             sched = self.schedules.get(name)
             lines.append(f'  loss {name} = {type(mod).__name__}({edges}), weight '
-                         f"{getattr(mod, 'loss_weight', '?')}"
-                         + (f', schedule {sched!r}' if sched is not None else ''))
+                         f"{getattr(mod, 'loss_weight', '?')}" +
+                         (f', schedule {sched!r}' if sched is not None else ''))
         return '\n'.join(lines)
 
     # ------------------------------------------------------------------------------------
@@ -349,8 +361,7 @@ class CohortDistiller(BaseModel):
     def _member_inputs(self, member: str, inputs: Tensor) -> Tensor:
         return adapt_inputs(self._input_norm.get(member), inputs)
 
-    def forward(self, inputs: Tensor, data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
+    def forward(self, inputs: Tensor, data_samples: Optional[list] = None, mode: str = 'tensor'):
         """``loss``: every member's losses; ``predict``/``tensor``: ``eval_member`` alone."""
         if mode == 'loss':
             return self.loss(inputs, data_samples)
@@ -370,9 +381,11 @@ class CohortDistiller(BaseModel):
 
     def _zero_term(self, name: str, member: str, ref: Tensor) -> Tensor:
         """0 that touches the learner-side connectors of ``member`` (keeps DDP happy)."""
-        return zero_term([p for s, _, _ in self.loss_maps[name]['edges']
-                          if self._tap_member(s) == member and s in self.connectors
-                          for p in self.connectors[s].parameters()], ref)
+        return zero_term([
+            p for s, _, _ in self.loss_maps[name]['edges']
+            if self._tap_member(s) == member and s in self.connectors
+            for p in self.connectors[s].parameters()
+        ], ref)
 
     def loss(self, inputs: Tensor, data_samples: Optional[list] = None) -> Dict[str, Tensor]:
         """Every member's task losses plus the weighted, scheduled distillation terms.
@@ -442,8 +455,8 @@ class CohortDistiller(BaseModel):
         names = list(self.members)
         if not isinstance(optim_wrapper, OptimWrapperDict):
             raise TypeError('CohortDistiller trains each member with its own optimizer: set '
-                            "optim_wrapper=dict(constructor='CohortOptimWrapperConstructor', "
-                            + ', '.join(f'{n}=dict(...)' for n in names) + ').')
+                            "optim_wrapper=dict(constructor='CohortOptimWrapperConstructor', " +
+                            ', '.join(f'{n}=dict(...)' for n in names) + ').')
         keys = list(optim_wrapper.keys())
         missing = [n for n in names if n not in keys]
         if missing:
@@ -464,7 +477,9 @@ class CohortDistiller(BaseModel):
         for n, ow in wrappers.items():
             ow.initialize_count_status(self.members[n], cur, max_iters)
 
-    def train_step(self, data: Union[dict, tuple, list], optim_wrapper: OptimWrapperDict,
+    def train_step(self,
+                   data: Union[dict, tuple, list],
+                   optim_wrapper: OptimWrapperDict,
                    ddp_model: Optional[nn.Module] = None) -> Dict[str, Tensor]:
         """One iteration: one forward of every member, one backward, one update per member.
 

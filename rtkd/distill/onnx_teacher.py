@@ -138,8 +138,12 @@ class OnnxTeacherRunner:
             by :meth:`close`).
     """
 
-    def __init__(self, distiller, tol: float = ONNX_TOL, threads: Optional[int] = None,
-                 opset: int = 17, workdir: Optional[str] = None) -> None:
+    def __init__(self,
+                 distiller,
+                 tol: float = ONNX_TOL,
+                 threads: Optional[int] = None,
+                 opset: int = 17,
+                 workdir: Optional[str] = None) -> None:
         if not tol > 0:
             raise ValueError(f'the ONNX check tolerance must be > 0, got {tol}.')
         self.distiller = distiller
@@ -157,8 +161,8 @@ class OnnxTeacherRunner:
     def export(self, x: Tensor, out_file: str) -> str:
         """Export :attr:`module` for inputs of ``x``'s ``C x H x W`` (dynamic batch)."""
         from ..analysis.onnx_export import export_module
-        return export_module(self.module, x, out_file, self.names, opset=self.opset,
-                             dynamic_batch=True)
+        return export_module(
+            self.module, x, out_file, self.names, opset=self.opset, dynamic_batch=True)
 
     def _session(self, x: Tensor):
         key = tuple(int(d) for d in x.shape[1:])
@@ -225,10 +229,18 @@ class OnnxTeacherRunner:
     def info(self) -> dict:
         """Manifest facts: engine versions, threads, opset, tolerance and every check made."""
         import onnxruntime as ort
-        return dict(onnxruntime=ort.__version__, torch=torch.__version__, opset=self.opset,
-                    threads=self.threads, tol=self.tol, provider='CPUExecutionProvider',
-                    graphs=['x'.join(map(str, k)) for k in self.sessions],
-                    checks={'x'.join(map(str, k)): v for k, v in self.checked.items()})
+        return dict(
+            onnxruntime=ort.__version__,
+            torch=torch.__version__,
+            opset=self.opset,
+            threads=self.threads,
+            tol=self.tol,
+            provider='CPUExecutionProvider',
+            graphs=['x'.join(map(str, k)) for k in self.sessions],
+            checks={
+                'x'.join(map(str, k)): v
+                for k, v in self.checked.items()
+            })
 
     def close(self) -> None:
         """Drop the sessions and the temporary ``.onnx`` files."""
@@ -248,5 +260,6 @@ def check_onnxruntime() -> None:
                               f'{pkg} (see requirements/tests.txt).') from e
 
 
-__all__ = ['TeacherTapsModule', 'OnnxTeacherRunner', 'OnnxMismatchError', 'ONNX_TOL',
-           'check_onnxruntime']
+__all__ = [
+    'TeacherTapsModule', 'OnnxTeacherRunner', 'OnnxMismatchError', 'ONNX_TOL', 'check_onnxruntime'
+]

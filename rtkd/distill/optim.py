@@ -143,8 +143,7 @@ class CohortOptimWrapperConstructor:
             if 'optimizer' not in cfg:
                 raise KeyError(f"optim_wrapper.{n} needs optimizer=dict(type=..., lr=...).")
             pw = cfg.pop('paramwise_cfg', self.paramwise_cfg)
-            conns = [model.connectors[t] for t in model.connectors
-                     if model.tap_specs[t].side == n]
+            conns = [model.connectors[t] for t in model.connectors if model.tap_specs[t].side == n]
             holder = members[n] if not conns else nn.ModuleList([members[n], *conns])
             wrappers[n] = DefaultOptimWrapperConstructor(cfg, pw)(holder)
         return OptimWrapperDict(**wrappers)

@@ -36,10 +36,15 @@ class LossSchedule:
             first iteration).
     """
 
-    def __init__(self, warmup_iters: int = 0, decay_begin: Optional[int] = None,
-                 decay_end: Optional[int] = None, end_factor: float = 0.0,
-                 stop_iter: Optional[int] = None, stop_epoch: Optional[int] = None,
-                 scale: float = 1.0, start_iter: int = 0) -> None:
+    def __init__(self,
+                 warmup_iters: int = 0,
+                 decay_begin: Optional[int] = None,
+                 decay_end: Optional[int] = None,
+                 end_factor: float = 0.0,
+                 stop_iter: Optional[int] = None,
+                 stop_epoch: Optional[int] = None,
+                 scale: float = 1.0,
+                 start_iter: int = 0) -> None:
         if warmup_iters < 0:
             raise ValueError(f'schedule warmup_iters must be >= 0, got {warmup_iters}.')
         if start_iter < 0:

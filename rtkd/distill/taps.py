@@ -113,8 +113,15 @@ class TapSpec:
         call = m.group('call')
         if call is not None and call != ALL_CALLS:
             call = int(call)
-        return cls(name=name, side=m.group('side'), module=m.group('module'),
-                   use_input=use_input, index=index, text=text, call=call, tail=m.group('tail'))
+        return cls(
+            name=name,
+            side=m.group('side'),
+            module=m.group('module'),
+            use_input=use_input,
+            index=index,
+            text=text,
+            call=call,
+            tail=m.group('tail'))
 
     def with_call(self, call: Union[int, str]) -> str:
         """The tap string with ``@<call>`` (for messages).
@@ -153,8 +160,9 @@ def resolve_module(model: nn.Module, dotted: str, what: str = 'model') -> nn.Mod
         prefix = dotted.rsplit('.', 1)[0] if '.' in dotted else ''
         while prefix and prefix not in modules:
             prefix = prefix.rsplit('.', 1)[0] if '.' in prefix else ''
-        close = [n for n in names if n.startswith(prefix + '.')
-                 and n.count('.') == prefix.count('.') + 1][:12] if prefix else []
+        close = [
+            n for n in names if n.startswith(prefix + '.') and n.count('.') == prefix.count('.') + 1
+        ][:12] if prefix else []
     hint = ', '.join(close) if close else ', '.join(n for n in names if '.' not in n)
     raise KeyError(f'{what} has no module {dotted!r}; close valid names: {hint}.')
 
@@ -233,7 +241,10 @@ class TapSet:
             module runs once, so with such taps the first forward runs to its end.
     """
 
-    def __init__(self, model: nn.Module, specs: list, what: str,
+    def __init__(self,
+                 model: nn.Module,
+                 specs: list,
+                 what: str,
                  stop_when_done: bool = False) -> None:
         self.specs = list(specs)
         self.what = what

@@ -57,8 +57,7 @@ def bgr_to_rgb(preprocessor: Optional[nn.Module]) -> bool:
     return False
 
 
-def input_transform(src: Optional[nn.Module],
-                    dst: Optional[nn.Module]) -> Optional[InputTransform]:
+def input_transform(src: Optional[nn.Module], dst: Optional[nn.Module]) -> Optional[InputTransform]:
     """How to turn a batch preprocessed by ``src`` into what ``dst`` would have made of it.
 
     A preprocessor without normalisation (``_enable_normalize`` False, e.g. a teacher that
@@ -100,8 +99,8 @@ def adapt_inputs(transform: Optional[InputTransform], inputs: Tensor) -> Tensor:
     """
     if transform is None:
         return inputs
-    s_mean, s_std, t_mean, t_std, flip = (t.to(inputs.device) if torch.is_tensor(t) else t
-                                          for t in transform)
+    s_mean, s_std, t_mean, t_std, flip = (
+        t.to(inputs.device) if torch.is_tensor(t) else t for t in transform)
     x = inputs * s_std + s_mean  # the image as loaded, in the source's channel order
     if flip and x.dim() == 4 and x.shape[1] == 3:
         x = x.flip(1)
@@ -134,8 +133,8 @@ def freeze_teacher(model: nn.Module, ckpt: Optional[str]) -> nn.Module:
     from mmengine.runner import load_checkpoint
     if ckpt is not None:
         try:
-            loaded = load_checkpoint(model, ckpt, map_location='cpu', strict=False,
-                                     logger='current')
+            loaded = load_checkpoint(
+                model, ckpt, map_location='cpu', strict=False, logger='current')
         except OSError as e:  # urllib's URLError is an OSError too
             if '://' not in str(ckpt):
                 raise
@@ -143,11 +142,12 @@ def freeze_teacher(model: nn.Module, ckpt: Optional[str]) -> nn.Module:
                 f'cannot download the teacher checkpoint {ckpt!r} ({e}); download it where '
                 'there is network and set teacher.checkpoint to the local file.') from e
         sd = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else {}
-        check_checkpoint_match(model.state_dict().keys(), sd.keys(),
-                               f'teacher checkpoint {ckpt!r}')
+        check_checkpoint_match(model.state_dict().keys(), sd.keys(), f'teacher checkpoint {ckpt!r}')
     else:
-        print_log('teacher checkpoint=None: distilling from a randomly initialised teacher.',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            'teacher checkpoint=None: distilling from a randomly initialised teacher.',
+            logger='current',
+            level=logging.WARNING)
     model = revert_sync_batchnorm(model)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -172,7 +172,10 @@ def build_frozen_teacher(spec: dict) -> Tuple[nn.Module, Optional[str]]:
     return freeze_teacher(model, ckpt), scope
 
 
-def run_truncated(model: nn.Module, tapset: TapSet, inputs: Tensor, data_samples: Any,
+def run_truncated(model: nn.Module,
+                  tapset: TapSet,
+                  inputs: Tensor,
+                  data_samples: Any,
                   mode: str = 'tensor') -> Dict[str, Any]:
     """Run a frozen network under ``no_grad`` and return what its taps recorded.
 
@@ -244,5 +247,7 @@ def teacher_identity(spec: dict) -> dict:
     sha = None
     if ckpt is not None and '://' not in str(ckpt):
         sha = file_sha256(resolve_checkpoint_path(ckpt, 'teacher'))
-    return dict(teacher_config=text_digest(model), teacher_checkpoint_sha256=sha,
-                teacher_checkpoint=None if ckpt is None else str(ckpt))
+    return dict(
+        teacher_config=text_digest(model),
+        teacher_checkpoint_sha256=sha,
+        teacher_checkpoint=None if ckpt is None else str(ckpt))

@@ -23,9 +23,10 @@ Two modes (``manifest.json`` says which):
   lookup, so a stream that differs (other seed, batch size, pipeline, world size) stops with an
   error instead of training on wrong targets. Targets equal the live teacher's to fp16 precision.
 
-Storage: fp16 (``--dtype float32`` for bit-equal targets); logits may be stored as their top-k classes (``topk=k``) plus one value per pixel
-for the other classes, ``logsumexp(rest) - log(C - k)``, which keeps the softmax probability of
-the top-k classes exact and spreads the rest evenly. Every file is written atomically (temporary
+Storage: fp16 (``--dtype float32`` for bit-equal targets); logits may be stored as their top-k
+classes (``topk=k``) plus one value per pixel for the other classes,
+``logsumexp(rest) - log(C - k)``, which keeps the softmax probability of the top-k classes exact
+and spreads the rest evenly. Every file is written atomically (temporary
 file + ``os.replace``); an interrupted build resumes without recomputing what is on disk.
 """
 from __future__ import annotations
@@ -143,15 +144,16 @@ def input_fingerprint(inputs: Tensor) -> Tensor:
     x = inputs.detach().double()
     n, _, h, w = x.shape
     flat = x.reshape(n, -1)
-    return torch.stack([flat.mean(1), flat.std(1), x[:, :, :h // 2].reshape(n, -1).mean(1),
-                        x[..., :w // 2].reshape(n, -1).mean(1)], 1).cpu()
+    return torch.stack([
+        flat.mean(1),
+        flat.std(1), x[:, :, :h // 2].reshape(n, -1).mean(1), x[..., :w // 2].reshape(n, -1).mean(1)
+    ], 1).cpu()
 
 
 # ----------------------------------------------------------------------------------------------
 # compact storage of one tap
 # ----------------------------------------------------------------------------------------------
-def encode_tap(value: Tensor, topk: Optional[int],
-               dtype: str = 'float16') -> Dict[str, np.ndarray]:
+def encode_tap(value: Tensor, topk: Optional[int], dtype: str = 'float16') -> Dict[str, np.ndarray]:
     """Arrays for one tap (``C x h x w`` or ``N x C x h x w``); top-k along dim -3.
 
     ``dtype`` is ``'float16'`` (default, half the size) or ``'float32'`` (bit-equal targets).
@@ -171,8 +173,11 @@ def encode_tap(value: Tensor, topk: Optional[int],
     rest = torch.where(mask, value, torch.full_like(value, -math.inf))
     rest = torch.logsumexp(rest, dim=-3, keepdim=True) - math.log(c - topk)
     idx_dtype = torch.uint8 if c <= 256 else torch.int16
-    return {'.val': vals.numpy().astype(dtype), '.idx': idx.to(idx_dtype).numpy(),
-            '.rest': rest.numpy().astype(dtype)}
+    return {
+        '.val': vals.numpy().astype(dtype),
+        '.idx': idx.to(idx_dtype).numpy(),
+        '.rest': rest.numpy().astype(dtype)
+    }
 
 
 def decode_tap(arrays, name: str, channels: int) -> Tensor:
@@ -196,13 +201,13 @@ def _axis_map(n_out: int, in_size: float, flip_width: Optional[int], offset: int
               flip_cache: bool) -> Tensor:
     """grid_sample coordinates (align_corners=False) along one axis, see :func:`replay_grid`."""
     j = torch.arange(n_out, dtype=torch.float64)
-    xb = (j + 0.5) * (in_size / n_out) - 0.5           # pixel centre in the batch tensor
+    xb = (j + 0.5) * (in_size / n_out) - 0.5  # pixel centre in the batch tensor
     if flip_width is not None:
-        xb = flip_width - 1 - xb                        # undo the flip of the crop
-    xr = xb + offset                                    # undo the crop
-    xo = (xr + 0.5) / sample_scale - 0.5                # undo the resize: original image
-    xc = (xo + 0.5) * cache_scale - 0.5                 # the cached (resized) image
-    u = (xc + 0.5) * (cache_out / cache_in) - 0.5       # the cached map
+        xb = flip_width - 1 - xb  # undo the flip of the crop
+    xr = xb + offset  # undo the crop
+    xo = (xr + 0.5) / sample_scale - 0.5  # undo the resize: original image
+    xc = (xo + 0.5) * cache_scale - 0.5  # the cached (resized) image
+    u = (xc + 0.5) * (cache_out / cache_in) - 0.5  # the cached map
     if flip_cache:
         u = cache_out - 1 - u
     return ((u + 0.5) / cache_out * 2 - 1).float()
@@ -258,8 +263,8 @@ def check_replayable(meta: dict, where: str) -> None:
                 "box was not recorded; use dict(type='RecordedRandomCrop', ...) instead of "
                 "'RandomCrop' and PackSegInputs(meta_keys=rtkd.datasets.GEOMETRY_META_KEYS) in "
                 'the training pipeline, or build an exact cache (--exact).')
-    if meta.get('flip') and (meta.get('flip_direction') or 'horizontal') not in (
-            'horizontal', 'vertical', 'diagonal'):
+    if meta.get('flip') and (meta.get('flip_direction')
+                             or 'horizontal') not in ('horizontal', 'vertical', 'diagonal'):
         raise TeacherCacheError(f"{where}: unknown flip direction {meta.get('flip_direction')!r}.")
 
 
@@ -283,15 +288,20 @@ def check_pipeline_replayable(pipeline: Sequence[dict]) -> None:
             f'{", ".join(IGNORED_TRANSFORMS)}; the training pipeline also has '
             f'{", ".join(unknown)}: build an exact cache (--exact) or remove them.')
     geo = [k for k in kinds if k in GEOMETRIC_TRANSFORMS]
-    order = {'Resize': 0, 'RandomResize': 0, 'RandomChoiceResize': 0, 'RecordedRandomCrop': 1,
-             'RandomFlip': 2}
+    order = {
+        'Resize': 0,
+        'RandomResize': 0,
+        'RandomChoiceResize': 0,
+        'RecordedRandomCrop': 1,
+        'RandomFlip': 2
+    }
     if [order[k] for k in geo] != sorted(order[k] for k in geo):
         raise TeacherCacheError(
             f'the geometric teacher cache replays resize -> crop -> flip in this order; the '
             f'training pipeline has {" -> ".join(geo)}: reorder it or build an exact cache.')
     packs = [t for t in pipeline if isinstance(t, dict) and t.get('type') == 'PackSegInputs']
-    if 'RecordedRandomCrop' in kinds and packs and 'crop_bbox' not in tuple(
-            packs[-1].get('meta_keys', ())):
+    if 'RecordedRandomCrop' in kinds and packs and 'crop_bbox' not in tuple(packs[-1].get(
+            'meta_keys', ())):
         raise TeacherCacheError(
             "the training pipeline records crop boxes but PackSegInputs drops them: set "
             'PackSegInputs(meta_keys=rtkd.datasets.GEOMETRY_META_KEYS).')
@@ -367,8 +377,8 @@ class TeacherCache:
         sh, sw = self.taps[tap]['stride']
         return (math.ceil(batch_hw[0] / sh), math.ceil(batch_hw[1] / sw))
 
-    def geometric(self, tap_names: Sequence[str], data_samples: list,
-                  batch_hw: Tuple[int, int], device) -> Dict[str, Tensor]:
+    def geometric(self, tap_names: Sequence[str], data_samples: list, batch_hw: Tuple[int, int],
+                  device) -> Dict[str, Tensor]:
         """Teacher targets for a batch by geometric replay (see the module docstring)."""
         out: Dict[str, List[Tensor]] = {t: [] for t in tap_names}
         flip_cached = bool(self.manifest.get('flip'))
@@ -387,10 +397,20 @@ class TeacherCache:
                 src = decode_tap(arrays, t, self.taps[t]['channels'])  # C x h x w
                 oh, ow = self.out_shape(t, batch_hw)
                 # a flipped sample reads the mirrored image's map (flip_cache) when cached
-                grid = replay_grid((oh, ow), batch_hw, meta, cache_scale_xy, cache_img_hw,
-                                   tuple(src.shape[-2:]), flip_cache=flipped)
-                out[t].append(F.grid_sample(src.unsqueeze(0), grid, mode='bilinear',
-                                            padding_mode='border', align_corners=False)[0])
+                grid = replay_grid((oh, ow),
+                                   batch_hw,
+                                   meta,
+                                   cache_scale_xy,
+                                   cache_img_hw,
+                                   tuple(src.shape[-2:]),
+                                   flip_cache=flipped)
+                out[t].append(
+                    F.grid_sample(
+                        src.unsqueeze(0),
+                        grid,
+                        mode='bilinear',
+                        padding_mode='border',
+                        align_corners=False)[0])
         return {t: torch.stack(v).to(device) for t, v in out.items()}
 
     # -- exact ----------------------------------------------------------------------------------
@@ -428,8 +448,10 @@ class TeacherCache:
                 f'{now!r} with other augmentation; the training stream differs from the cached '
                 f"one (cached with seed {m.get('seed')}, batch {m.get('batch_size')}, world size "
                 f"{m.get('world_size')}): use the cache's settings or rebuild it.")
-        return {t: decode_tap(arrays, t, self.taps[t]['channels']).to(inputs.device)
-                for t in tap_names}
+        return {
+            t: decode_tap(arrays, t, self.taps[t]['channels']).to(inputs.device)
+            for t in tap_names
+        }
 
 
 def compare_fields(manifest: dict, expected: dict, where: str) -> None:
@@ -438,8 +460,8 @@ def compare_fields(manifest: dict, expected: dict, where: str) -> None:
     ``expected`` values of None are not checked (e.g. a checkpoint that is not on this machine).
     Taps: every expected teacher tap must be cached with the same tap string.
     """
-    for key in ('teacher_config', 'teacher_checkpoint_sha256', 'dataset', 'pipeline',
-                'seed', 'batch_size', 'world_size'):
+    for key in ('teacher_config', 'teacher_checkpoint_sha256', 'dataset', 'pipeline', 'seed',
+                'batch_size', 'world_size'):
         if key not in expected or expected[key] is None:
             continue
         have = manifest.get(key)

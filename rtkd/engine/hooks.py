@@ -171,8 +171,8 @@ class FinalTrainLogHook(Hook):
             return
         tag, log_str = runner.log_processor.get_log_after_iter(runner, batch_idx, 'train')
         runner.logger.info(log_str)
-        runner.visualizer.add_scalars(tag, step=runner.iter + 1,
-                                      file_path=getattr(hook, 'json_log_path', None))
+        runner.visualizer.add_scalars(
+            tag, step=runner.iter + 1, file_path=getattr(hook, 'json_log_path', None))
 
 
 @HOOKS.register_module()
@@ -210,11 +210,14 @@ class TestVisualizationIntervalHook(Hook):
                 continue
             self._saved.append((hook, hook.interval))
             if hook.interval != self.interval:
-                what = ('every test image' if self.interval == 1 else
-                        f'every {self.interval}th test batch')
-                print_log(f'test: {type(hook).__name__} draws {what}, not every '
-                          f'{hook.interval}th batch (default_hooks.test_visualization.interval '
-                          f'sets it).', logger=runner.logger, level=logging.INFO)
+                what = ('every test image'
+                        if self.interval == 1 else f'every {self.interval}th test batch')
+                print_log(
+                    f'test: {type(hook).__name__} draws {what}, not every '
+                    f'{hook.interval}th batch (default_hooks.test_visualization.interval '
+                    f'sets it).',
+                    logger=runner.logger,
+                    level=logging.INFO)
             hook.interval = self.interval
 
     def after_test(self, runner) -> None:

@@ -47,25 +47,38 @@ UNCOUNTED_ELEMENTWISE = {
     'add', 'sub', 'mul', 'div', 'relu', 'relu6', 'prelu', 'leaky_relu', 'hardtanh', 'sigmoid',
     'hardsigmoid', 'hardswish', 'silu', 'gelu', 'tanh', 'dropout', 'feature_dropout', 'clamp',
     'clamp_min', 'neg', 'exp', 'sqrt', 'rsqrt', 'pow', 'abs', 'expand_as', 'linalg_vector_norm',
-    'max_pool2d', 'avg_pool2d', 'adaptive_avg_pool2d', 'adaptive_max_pool2d'}
+    'max_pool2d', 'avg_pool2d', 'adaptive_avg_pool2d', 'adaptive_max_pool2d'
+}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Model statistics: params, GFLOPs, CPU latency '
                                 'relative to mmseg Fast-SCNN measured in the same run.')
     p.add_argument('configs', nargs='*', help='segmentor configs')
-    p.add_argument('--all', action='store_true',
-                   help='every config under configs/ except _base_/ and distill/')
-    p.add_argument('--shape', type=int, nargs=2, default=[512, 1024], metavar=('H', 'W'),
-                   help='input height and width (default 512 1024)')
+    p.add_argument(
+        '--all',
+        action='store_true',
+        help='every config under configs/ except _base_/ and distill/')
+    p.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=[512, 1024],
+        metavar=('H', 'W'),
+        help='input height and width (default 512 1024)')
     p.add_argument('--warmup', type=int, default=3, help='warm-up calls per model (default 3)')
     p.add_argument('--repeat', type=int, default=7, help='timed rounds (default 7)')
-    p.add_argument('--threads', type=int, default=None,
-                   help='torch / ONNX Runtime threads (default: torch default)')
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch / ONNX Runtime threads (default: torch default)')
     p.add_argument('--onnx', action='store_true', help='also export and time with ONNX Runtime')
     p.add_argument('--opset', type=int, default=17, help='ONNX opset for --onnx (default 17)')
-    p.add_argument('--out-dir', default=osp.join('work_dirs', 'model_stats'),
-                   help='where model_stats.md / model_stats.csv go')
+    p.add_argument(
+        '--out-dir',
+        default=osp.join('work_dirs', 'model_stats'),
+        help='where model_stats.md / model_stats.csv go')
     args = p.parse_args(argv)
     if not args.configs and not args.all:
         p.error('give one or more CONFIG paths or --all.')
@@ -121,8 +134,9 @@ ONNX_COLUMNS = [
 
 def write_tables(rows: list, header_lines: list, out_dir: str, with_onnx: bool) -> str:
     """Write ``model_stats.md`` and ``model_stats.csv``; return the markdown text."""
-    cols = COLUMNS + (ONNX_COLUMNS if with_onnx else []) + [('config', 'config', None),
-                                                           ('notes', 'notes', None)]
+    cols = (
+        COLUMNS + (ONNX_COLUMNS if with_onnx else []) + [('config', 'config', None),
+                                                         ('notes', 'notes', None)])
     os.makedirs(out_dir, exist_ok=True)
     with open(osp.join(out_dir, 'model_stats.csv'), 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=[c[0] for c in cols], extrasaction='ignore')
@@ -153,9 +167,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from rtkd.analysis.stats import (REFERENCE_CONFIG, build_segmentor, count_flops,
-                                     count_params, median, num_classes_of, paired_ratio,
-                                     random_input, time_round_robin)
+    from rtkd.analysis.stats import (REFERENCE_CONFIG, build_segmentor, count_flops, count_params,
+                                     median, num_classes_of, paired_ratio, random_input,
+                                     time_round_robin)
     from rtkd.utils import check_file
 
     if args.threads:
@@ -189,8 +203,11 @@ def main(argv=None) -> int:
             row['params_total_m'] = n['total'] / 1e6
             flops, skipped = count_flops(model, x)
             row['gflops'] = flops / 1e9
-            skipped = {k: v for k, v in skipped.items()
-                       if k.replace('aten::', '').rstrip('_') not in UNCOUNTED_ELEMENTWISE}
+            skipped = {
+                k: v
+                for k, v in skipped.items()
+                if k.replace('aten::', '').rstrip('_') not in UNCOUNTED_ELEMENTWISE
+            }
             if skipped:
                 row['notes'] += 'FLOPs not counted: ' + ', '.join(
                     f'{k.replace("aten::", "")} x{v}' for k, v in sorted(skipped.items())) + '; '
@@ -204,13 +221,14 @@ def main(argv=None) -> int:
 
     # 2. latency, PyTorch, round-robin
     def closure(m):
+
         def run():
             with torch.no_grad():
                 m(x, mode='tensor')
+
         return run
 
-    times = time_round_robin({k: closure(m) for k, m in models.items()}, args.warmup,
-                             args.repeat)
+    times = time_round_robin({k: closure(m) for k, m in models.items()}, args.warmup, args.repeat)
     for row in rows:
         t = times.get(row['model'])
         if t:
@@ -232,8 +250,11 @@ def main(argv=None) -> int:
                 if name not in models:
                     continue
                 try:
-                    f = export_onnx(models[name], args.shape,
-                                    osp.join(tmp, f'{len(sessions)}.onnx'), opset=args.opset)
+                    f = export_onnx(
+                        models[name],
+                        args.shape,
+                        osp.join(tmp, f'{len(sessions)}.onnx'),
+                        opset=args.opset)
                     sess = make_ort_session(f, threads)
                     diff, scale = verify_onnx(models[name], f, x, session=sess)
                     row['ort_max_abs_diff'] = diff
@@ -247,8 +268,10 @@ def main(argv=None) -> int:
                     traceback.print_exc()
             feeds = {k: {s.get_inputs()[0].name: x.numpy()} for k, s in sessions.items()}
             ort_times = time_round_robin(
-                {k: (lambda s=s, fd=feeds[k]: s.run(None, fd)) for k, s in sessions.items()},
-                args.warmup, args.repeat)
+                {
+                    k: (lambda s=s, fd=feeds[k]: s.run(None, fd))
+                    for k, s in sessions.items()
+                }, args.warmup, args.repeat)
         for row in rows:
             t = ort_times.get(row['model'])
             if t:
@@ -259,10 +282,11 @@ def main(argv=None) -> int:
     for row in rows:
         row['notes'] = row['notes'].strip().rstrip(';')
     header = [
-        '# Model statistics (tools/analysis/model_stats.py)', '',
+        '# Model statistics (tools/analysis/model_stats.py)',
+        '',
         f'- run: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, {cpu_name()}, '
-        f'{os.cpu_count()} logical CPUs, torch {torch.__version__}, torch threads: {threads}'
-        + (f', onnxruntime {ort_version} (intra-op threads: {threads})' if args.onnx else ''),
+        f'{os.cpu_count()} logical CPUs, torch {torch.__version__}, torch threads: {threads}' +
+        (f', onnxruntime {ort_version} (intra-op threads: {threads})' if args.onnx else ''),
         f'- input: 1x3x{h}x{w} (random, float32, CPU), random weights; timed: '
         "`segmentor(x, mode='tensor')` = backbone + neck + decode head, logits at decode-head "
         'resolution (no pre-processing, resize or argmax), eval mode, `torch.no_grad()`',
@@ -278,8 +302,9 @@ def main(argv=None) -> int:
                       'max abs diff vs PyTorch on the same input' % args.opset)
     text = write_tables(rows, header, args.out_dir, args.onnx)
     print(text)
-    print(f'[model_stats] wrote {osp.join(args.out_dir, "model_stats.md")} and model_stats.csv',
-          file=sys.stderr)
+    print(
+        f'[model_stats] wrote {osp.join(args.out_dir, "model_stats.md")} and model_stats.csv',
+        file=sys.stderr)
     return 1 if any('ERROR' in r['notes'] for r in rows) else 0
 
 

@@ -73,12 +73,23 @@ from mmengine.registry import HOOKS, MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 HERE = osp.dirname(osp.abspath(__file__))
-BASES = [osp.join(ROOT, 'configs/_base_', p) for p in
-         ('datasets/camvid.py', 'default_runtime.py', 'schedules/schedule_poly.py')]
-DP = dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-          bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size_divisor=8)
-FULL_PIPE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-             dict(type='PackSegInputs')]
+BASES = [
+    osp.join(ROOT, 'configs/_base_', p)
+    for p in ('datasets/camvid.py', 'default_runtime.py', 'schedules/schedule_poly.py')
+]
+DP = dict(
+    type='SegDataPreProcessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255,
+    size_divisor=8)
+FULL_PIPE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
 
 
 # ------------------------------------------------------------------------------------------
@@ -137,8 +148,13 @@ class EquivalenceRecorderHook(Hook):
         if getattr(model, '_teacher', None):
             teacher = _cpu(model.teacher.state_dict())
         out = osp.join(runner.work_dir, f'equiv_rank{get_rank()}_from{self._start}.pth')
-        torch.save(dict(iters=self._iters, logs=self._logs, state=_cpu(model.state_dict()),
-                        teacher=teacher, optim=_cpu(runner.optim_wrapper.state_dict())), out)
+        torch.save(
+            dict(
+                iters=self._iters,
+                logs=self._logs,
+                state=_cpu(model.state_dict()),
+                teacher=teacher,
+                optim=_cpu(runner.optim_wrapper.state_dict())), out)
 
 
 # ------------------------------------------------------------------------------------------
@@ -157,16 +173,32 @@ def student_model(base: int = 4, norm: Optional[dict] = None, dropout: float = 0
     """
     norm = norm or dict(type='GN', num_groups=2, requires_grad=True)
     return dict(
-        type='EncoderDecoder', data_preprocessor=DP,
-        backbone=dict(type='ResNetV1c', depth=18, base_channels=base, stem_channels=base,
-                      out_indices=(0, 1, 2, 3), dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
-                      norm_cfg=norm, contract_dilation=True),
-        decode_head=dict(type='FCNHead', in_channels=base * 8, in_index=3, channels=2 * base,
-                         num_convs=1, concat_input=False, num_classes=11, norm_cfg=norm,
-                         dropout_ratio=dropout,
-                         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                                          loss_weight=1.0, avg_non_ignore=True)),
-        train_cfg=dict(), test_cfg=dict(mode='whole'))
+        type='EncoderDecoder',
+        data_preprocessor=DP,
+        backbone=dict(
+            type='ResNetV1c',
+            depth=18,
+            base_channels=base,
+            stem_channels=base,
+            out_indices=(0, 1, 2, 3),
+            dilations=(1, 1, 2, 4),
+            strides=(1, 2, 1, 1),
+            norm_cfg=norm,
+            contract_dilation=True),
+        decode_head=dict(
+            type='FCNHead',
+            in_channels=base * 8,
+            in_index=3,
+            channels=2 * base,
+            num_convs=1,
+            concat_input=False,
+            num_classes=11,
+            norm_cfg=norm,
+            dropout_ratio=dropout,
+            loss_decode=dict(
+                type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True)),
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
 
 
 def save_teacher(root: str) -> dict:
@@ -197,27 +229,52 @@ def distiller(teacher: dict, iters: int, student: Optional[dict] = None) -> dict
         type='Distiller',
         student=dict(model=student or student_model(), scope='mmseg'),
         teacher=teacher,
-        taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
-                  s_feat='student:backbone[3]', t_feat='teacher:backbone[3]'),
-        connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=32, out_channels=64,
-                                    norm=False)),
+        taps=dict(
+            s_logits='student:decode_head.conv_seg',
+            t_logits='teacher:decode_head.conv_seg',
+            s_feat='student:backbone[3]',
+            t_feat='teacher:backbone[3]'),
+        connectors=dict(
+            s_feat=dict(type='ConvBNConnector', in_channels=32, out_channels=64, norm=False)),
         losses=dict(
-            loss_cwd=dict(type='ChannelWiseKD', tau=4.0, loss_weight=3.0, student='s_logits',
-                          teacher='t_logits', schedule=dict(warmup_iters=max(iters // 2, 1))),
-            loss_cwd_feat=dict(type='ChannelWiseKD', tau=1.0, loss_weight=1.0,
-                               student='s_feat', teacher='t_feat'),
+            loss_cwd=dict(
+                type='ChannelWiseKD',
+                tau=4.0,
+                loss_weight=3.0,
+                student='s_logits',
+                teacher='t_logits',
+                schedule=dict(warmup_iters=max(iters // 2, 1))),
+            loss_cwd_feat=dict(
+                type='ChannelWiseKD', tau=1.0, loss_weight=1.0, student='s_feat', teacher='t_feat'),
             # a sum over the batch (SKD's official normalisation): global under DDP
-            loss_pi=dict(type='PixelWiseKD', reduction='sum_batch', loss_weight=0.1,
-                         student='s_logits', teacher='t_logits'),
-            loss_hkd=dict(type='HolisticKD', alpha='sample', num_classes=11, num_convs=2,
-                          base_channels=8, loss_weight=0.1, student='s_logits',
-                          teacher='t_logits')),
+            loss_pi=dict(
+                type='PixelWiseKD',
+                reduction='sum_batch',
+                loss_weight=0.1,
+                student='s_logits',
+                teacher='t_logits'),
+            loss_hkd=dict(
+                type='HolisticKD',
+                alpha='sample',
+                num_classes=11,
+                num_convs=2,
+                base_channels=8,
+                loss_weight=0.1,
+                student='s_logits',
+                teacher='t_logits')),
         freeze_student=dict(modules=['backbone.stem'], iters=max(iters // 4, 1)))
 
 
-def write_recipe(path: str, data_root: str, work_dir: str, teacher: dict, iters: int,
-                 batch: int, pipeline: Optional[list] = None, shuffle: bool = False,
-                 ckpt_interval: Optional[int] = None, student: Optional[dict] = None,
+def write_recipe(path: str,
+                 data_root: str,
+                 work_dir: str,
+                 teacher: dict,
+                 iters: int,
+                 batch: int,
+                 pipeline: Optional[list] = None,
+                 shuffle: bool = False,
+                 ckpt_interval: Optional[int] = None,
+                 student: Optional[dict] = None,
                  extra: str = '') -> str:
     """Write the complete config (for ``tools/train.py``, torchrun or an in-process Runner).
 
@@ -295,8 +352,10 @@ def max_abs_diff(a: Any, b: Any, where: str = '') -> tuple:
             return float('inf'), f'{where}: keys differ {sorted(set(a) ^ set(b), key=str)[:5]}'
         best = (0.0, where)
         for k in a:
-            best = max(best, max_abs_diff(a[k], b[k], f'{where}.{k}' if where else str(k)),
-                       key=lambda r: r[0])
+            best = max(
+                best,
+                max_abs_diff(a[k], b[k], f'{where}.{k}' if where else str(k)),
+                key=lambda r: r[0])
         return best
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         if len(a) != len(b):
@@ -319,8 +378,10 @@ def max_abs_diff(a: Any, b: Any, where: str = '') -> tuple:
 
 def load_rank(work_dir: str, rank: int, start: int = 0) -> dict:
     """What :class:`EquivalenceRecorderHook` saved for ``rank`` (launch from ``start``)."""
-    return torch.load(osp.join(work_dir, f'equiv_rank{rank}_from{start}.pth'),
-                      map_location='cpu', weights_only=False)
+    return torch.load(
+        osp.join(work_dir, f'equiv_rank{rank}_from{start}.pth'),
+        map_location='cpu',
+        weights_only=False)
 
 
 def loss_curves(logs: List[Dict[str, float]]) -> Dict[str, List[float]]:
@@ -355,13 +416,16 @@ def compare_ddp(single_dir: str, ddp_dir: str) -> dict:
         diffs = [abs(v - (a + b) / 2) for v, a, b in zip(vals, c0[k], cr1[k])]
         curve[k] = max(diffs)
         excess[k] = max(d / (CURVE_ATOL + CURVE_RTOL * abs(v)) for d, v in zip(diffs, vals))
-    return dict(iters=len(one['logs']), curve=curve, curve_excess=excess,
-                weights=max_abs_diff(one['state'], r0['state']),
-                optim=max_abs_diff(one['optim'], r0['optim']),
-                ranks_state=max_abs_diff(r0['state'], r1['state']),
-                ranks_teacher=max_abs_diff(r0['teacher'], r1['teacher']),
-                ranks_optim=max_abs_diff(r0['optim'], r1['optim']),
-                curves=dict(single=c1, rank0=c0, rank1=cr1))
+    return dict(
+        iters=len(one['logs']),
+        curve=curve,
+        curve_excess=excess,
+        weights=max_abs_diff(one['state'], r0['state']),
+        optim=max_abs_diff(one['optim'], r0['optim']),
+        ranks_state=max_abs_diff(r0['state'], r1['state']),
+        ranks_teacher=max_abs_diff(r0['teacher'], r1['teacher']),
+        ranks_optim=max_abs_diff(r0['optim'], r1['optim']),
+        curves=dict(single=c1, rank0=c0, rank1=cr1))
 
 
 # ------------------------------------------------------------------------------------------
@@ -377,22 +441,34 @@ def child_env() -> dict:
 
 def run_single(cfg_file: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python tools/train.py CFG`` (one process)."""
-    return subprocess.run([sys.executable, osp.join(ROOT, 'tools/train.py'), cfg_file],
-                          cwd=ROOT, env=child_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools/train.py'), cfg_file],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout)
 
 
-def run_ddp(cfg_file: str, nproc: int = 2, timeout: int = 600,
+def run_ddp(cfg_file: str,
+            nproc: int = 2,
+            timeout: int = 600,
             extra_args: Optional[list] = None) -> subprocess.CompletedProcess:
     """``torchrun --nproc_per_node=N tools/train.py CFG --launcher pytorch`` on a free port."""
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
     return subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}',
-         f'--master_port={port}', osp.join(ROOT, 'tools/train.py'), cfg_file,
-         '--launcher', 'pytorch'] + list(extra_args or []),
-        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout)
+        [
+            sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}',
+            f'--master_port={port}',
+            osp.join(ROOT, 'tools/train.py'), cfg_file, '--launcher', 'pytorch'
+        ] + list(extra_args or []),
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout)
 
 
 def report(res: dict) -> str:
@@ -411,9 +487,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--work-dir', default=None, help='default: a temporary folder')
-    parser.add_argument('--data-root', default=None,
-                        help='a CamVid-layout folder with 8 training images of one size '
-                             '(default: a tiny synthetic one made by tests/helpers.py)')
+    parser.add_argument(
+        '--data-root',
+        default=None,
+        help='a CamVid-layout folder with 8 training images of one size '
+        '(default: a tiny synthetic one made by tests/helpers.py)')
     args = parser.parse_args(argv)
     import tempfile
     work = args.work_dir or tempfile.mkdtemp(prefix='ddp_equiv_')
@@ -430,8 +508,8 @@ def main(argv=None) -> int:
     for name, batch, runner in (('single', 8, run_single), ('ddp', 4, run_ddp)):
         dirs[name] = osp.join(work, name)
         shutil.rmtree(dirs[name], ignore_errors=True)
-        cfg = write_recipe(osp.join(work, f'{name}.py'), data_root, dirs[name], teacher,
-                           args.iters, batch)
+        cfg = write_recipe(
+            osp.join(work, f'{name}.py'), data_root, dirs[name], teacher, args.iters, batch)
         t0 = time.time()
         proc = runner(cfg)
         if proc.returncode != 0:
@@ -441,8 +519,8 @@ def main(argv=None) -> int:
     res = compare_ddp(dirs['single'], dirs['ddp'])
     print(report(res))
     worst = max(res['curve'], key=lambda k: res['curve_excess'][k])
-    worst_state = max(res[k][0] for k in
-                      ('weights', 'optim', 'ranks_state', 'ranks_teacher', 'ranks_optim'))
+    worst_state = max(res[k][0]
+                      for k in ('weights', 'optim', 'ranks_state', 'ranks_teacher', 'ranks_optim'))
     print(f'largest loss-curve difference: {res["curve"][worst]:.3e} ({worst}; tolerance '
           f'{CURVE_ATOL:g} + {CURVE_RTOL:g} x |loss|, {res["curve_excess"][worst]:.2f} x it)')
     print(f'largest weight / optimizer-state difference: {worst_state:.3e} '

@@ -14,10 +14,11 @@ and prints ``ratio = a / (b + c)`` (the acceptance bound is 1.10). With ``--teac
 (a geometric cache made by ``tools/distill/cache_teacher.py``) it also times
   (d) one ``Distiller.train_step`` of the same recipe reading its teacher taps from ``DIR``
       (the teacher is not built),
-and prints ``cached / student = d / b`` (the teacher cache's target is <= 1.15). Peak memory of a step (a) and
-of a step (b) is read from the kernel's resident-set high-water mark (``VmHWM``), reset before
-each step through ``/proc/self/clear_refs``: the peak during the step, and its rise over the
-resident memory before it (activations and gradients; the teacher's weights are resident in both).
+and prints ``cached / student = d / b`` (the teacher cache's target is <= 1.15). Peak memory of a
+step (a) and of a step (b) is read from the kernel's resident-set high-water mark (``VmHWM``),
+reset before each step through ``/proc/self/clear_refs``: the peak during the step, and its rise
+over the resident memory before it (activations and gradients; the teacher's weights are resident
+in both).
 
 Data: ``--data real`` takes one batch from the config's own training dataloader (e.g. CamVid);
 ``--data fake-det`` makes random images with boxes (detection recipes whose dataset, e.g. COCO,
@@ -46,10 +47,15 @@ def fake_det_batch(n: int, size: int, num_classes: int = 80, seed: int = 0) -> d
         xy = torch.rand(3, 2, generator=g) * size * 0.6
         wh = torch.rand(3, 2, generator=g) * size * 0.3 + 16
         s = DetDataSample()
-        s.gt_instances = InstanceData(bboxes=HorizontalBoxes(torch.cat([xy, xy + wh], 1)),
-                                      labels=torch.randint(0, num_classes, (3, ), generator=g))
-        s.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size),
-                            pad_shape=(size, size), scale_factor=(1.0, 1.0)))
+        s.gt_instances = InstanceData(
+            bboxes=HorizontalBoxes(torch.cat([xy, xy + wh], 1)),
+            labels=torch.randint(0, num_classes, (3, ), generator=g))
+        s.set_metainfo(
+            dict(
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                pad_shape=(size, size),
+                scale_factor=(1.0, 1.0)))
         samples.append(s)
     return dict(inputs=inputs, data_samples=samples)
 
@@ -133,21 +139,25 @@ def main(argv=None) -> dict:
     p.add_argument('--repeats', type=int, default=7)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--random-teacher', action='store_true')
-    p.add_argument('--teacher-cache', default=None,
-                   help='also time the recipe with its teacher read from this geometric cache')
+    p.add_argument(
+        '--teacher-cache',
+        default=None,
+        help='also time the recipe with its teacher read from this geometric cache')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    import rtkd  # noqa: F401
     from mmengine.config import Config
     from mmengine.optim import OptimWrapper
+
+    import rtkd  # noqa: F401
 
     cfg = Config.fromfile(args.config)
     distiller = build(cfg, args)
     student, teacher = distiller.student, distiller.teacher
-    data = (real_batch(cfg, args.batch, args.crop) if args.data == 'real'
-            else fake_det_batch(args.batch, args.size))
+    data = (
+        real_batch(cfg, args.batch, args.crop) if args.data == 'real' else fake_det_batch(
+            args.batch, args.size))
     d_ow = OptimWrapper(torch.optim.SGD(distiller.parameters(), lr=1e-6))
     s_ow = OptimWrapper(torch.optim.SGD(student.parameters(), lr=1e-6))
     cached = None
@@ -183,9 +193,9 @@ def main(argv=None) -> dict:
 
     peaks = {k: step_peak_mb(fns[k]) for k in ('student', 'distill', 'cached') if k in fns}
 
-    shape = (f'{args.batch}x3x{args.crop[0]}x{args.crop[1]}' if args.crop and args.data == 'real'
-             else f'{args.batch}x3x{args.size}x{args.size}' if args.data == 'fake-det'
-             else f'batch {args.batch} (config crop)')
+    shape = (f'{args.batch}x3x{args.crop[0]}x{args.crop[1]}'
+             if args.crop and args.data == 'real' else f'{args.batch}x3x{args.size}x{args.size}'
+             if args.data == 'fake-det' else f'batch {args.batch} (config crop)')
     print(f'config: {args.config}')
     print(f'input {shape} ({args.data} data), {args.threads} threads, median of {args.repeats} '
           'interleaved steps after one warm-up')
@@ -197,15 +207,22 @@ def main(argv=None) -> dict:
           f"{peaks['student'][0]:.0f} MB (+{peaks['student'][1]:.0f} MB)")
     extra = {}
     if cached is not None:
-        extra = dict(cached_ratio=med['cached'] / med['student'],
-                     peak_cached_mb=peaks['cached'][0], rise_cached_mb=peaks['cached'][1])
+        extra = dict(
+            cached_ratio=med['cached'] / med['student'],
+            peak_cached_mb=peaks['cached'][0],
+            rise_cached_mb=peaks['cached'][1])
         print(f"cached-teacher distill step {med['cached']:.3f} s | cached / student = "
               f"{extra['cached_ratio']:.3f} (target 1.15) | live distill / student = "
               f"{med['distill'] / med['student']:.3f} | peak RSS cached step "
               f"{peaks['cached'][0]:.0f} MB (+{peaks['cached'][1]:.0f} MB)")
-    return dict(**med, **extra, ratio=ratio, peak_distill_mb=peaks['distill'][0],
-                rise_distill_mb=peaks['distill'][1], peak_student_mb=peaks['student'][0],
-                rise_student_mb=peaks['student'][1])
+    return dict(
+        **med,
+        **extra,
+        ratio=ratio,
+        peak_distill_mb=peaks['distill'][0],
+        rise_distill_mb=peaks['distill'][1],
+        peak_student_mb=peaks['student'][0],
+        rise_student_mb=peaks['student'][1])
 
 
 if __name__ == '__main__':

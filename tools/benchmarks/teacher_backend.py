@@ -41,14 +41,19 @@ def main() -> None:
     from rtkd.distill.onnx_teacher import OnnxTeacherRunner
     model = cb.build_live_distiller(cfg)
     ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
-    loading = [dict(t) for t in ds_cfg['pipeline'] if str(t.get('type', '')).startswith('Load')
-               and t.get('type') != 'LoadAnnotations']
+    loading = [
+        dict(t) for t in ds_cfg['pipeline']
+        if str(t.get('type', '')).startswith('Load') and t.get('type') != 'LoadAnnotations'
+    ]
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmseg')):
         base = DATASETS.build(dict(ds_cfg, pipeline=[]))
-        pipe = Compose(loading + [dict(type='Resize', scale_factor=args.scale, keep_ratio=True),
-                                  dict(type='PackSegInputs')])
-        samples = [pipe(copy.deepcopy(base.get_data_info(i)))
-                   for i in range(min(args.images, len(base)))]
+        pipe = Compose(loading + [
+            dict(type='Resize', scale_factor=args.scale, keep_ratio=True),
+            dict(type='PackSegInputs')
+        ])
+        samples = [
+            pipe(copy.deepcopy(base.get_data_info(i))) for i in range(min(args.images, len(base)))
+        ]
     batches = []
     for i in range(0, len(samples), args.batch_size):
         data = model.data_preprocessor(pseudo_collate(samples[i:i + args.batch_size]), False)

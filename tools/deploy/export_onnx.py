@@ -34,22 +34,38 @@ def parse_args(argv=None):
                                 'ONNX Runtime.')
     p.add_argument('config', help='segmentor config (local path or pkg::path)')
     p.add_argument('--checkpoint', help='checkpoint to load (default: random weights)')
-    p.add_argument('--shape', type=int, nargs=2, default=[512, 1024], metavar=('H', 'W'),
-                   help='input height and width (default 512 1024)')
+    p.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=[512, 1024],
+        metavar=('H', 'W'),
+        help='input height and width (default 512 1024)')
     p.add_argument('--out', help='ONNX file (default work_dirs/onnx/<config name>.onnx)')
     p.add_argument('--opset', type=int, default=17, help='ONNX opset version (default 17)')
-    p.add_argument('--resize-to-input', action='store_true',
-                   help='resize the logits to H x W inside the graph (default: decode-head '
-                   'resolution)')
-    p.add_argument('--exporter', choices=['torchscript', 'dynamo'], default='torchscript',
-                   help='torch.onnx exporter (default torchscript, i.e. dynamo=False)')
+    p.add_argument(
+        '--resize-to-input',
+        action='store_true',
+        help='resize the logits to H x W inside the graph (default: decode-head '
+        'resolution)')
+    p.add_argument(
+        '--exporter',
+        choices=['torchscript', 'dynamo'],
+        default='torchscript',
+        help='torch.onnx exporter (default torchscript, i.e. dynamo=False)')
     p.add_argument('--atol', type=float, default=1e-3, help='absolute tolerance (default 1e-3)')
-    p.add_argument('--rtol', type=float, default=1e-5,
-                   help='tolerance relative to max |logits| (default 1e-5)')
-    p.add_argument('--threads', type=int, default=None,
-                   help='torch and ONNX Runtime threads (default: torch default)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config settings, key=value')
+    p.add_argument(
+        '--rtol',
+        type=float,
+        default=1e-5,
+        help='tolerance relative to max |logits| (default 1e-5)')
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch and ONNX Runtime threads (default: torch default)')
+    p.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return p.parse_args(argv)
 
 
@@ -72,8 +88,8 @@ def main(argv=None) -> int:
                              'the default --exporter torchscript.')
         if min(args.shape) < 1:
             raise ValueError(f'--shape must be two positive integers H W, got {args.shape}.')
-        model = build_segmentor(args.config, checkpoint=args.checkpoint,
-                                cfg_options=args.cfg_options)
+        model = build_segmentor(
+            args.config, checkpoint=args.checkpoint, cfg_options=args.cfg_options)
     except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
         print(f'export_onnx.py: error: {e}', file=sys.stderr)
         return 2
@@ -81,11 +97,15 @@ def main(argv=None) -> int:
     out = args.out or osp.join('work_dirs', 'onnx', f'{name}.onnx')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
 
-    export_onnx(model, args.shape, out, opset=args.opset, resize_to_input=args.resize_to_input,
-                exporter=args.exporter)
+    export_onnx(
+        model,
+        args.shape,
+        out,
+        opset=args.opset,
+        resize_to_input=args.resize_to_input,
+        exporter=args.exporter)
     x = random_input(args.shape, seed=1)
-    diff, scale = verify_onnx(model, out, x, threads=threads,
-                              resize_to_input=args.resize_to_input)
+    diff, scale = verify_onnx(model, out, x, threads=threads, resize_to_input=args.resize_to_input)
     tol = args.atol + args.rtol * scale
     h, w = args.shape
     res = 'input' if args.resize_to_input else 'decode head'

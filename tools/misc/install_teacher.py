@@ -32,8 +32,10 @@ import torch
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('config', help='the teacher inference config (e.g. configs/_base_/teachers/'
-                   'bisenetv2_camvid-240x320_infer.py)')
+    p.add_argument(
+        'config',
+        help='the teacher inference config (e.g. configs/_base_/teachers/'
+        'bisenetv2_camvid-240x320_infer.py)')
     p.add_argument('checkpoint', help='a training checkpoint (or weights) of that teacher')
     p.add_argument('--name', required=True, help='file name of the weights, without .pth')
     p.add_argument('--dest', default=None, help='teacher folder (default: $RTKD_TEACHERS)')
@@ -72,9 +74,11 @@ def install(config: str, checkpoint: str, name: str, dest: str) -> tuple:
     model = init_segmentor(cfg)
     ckpt = load_weights(model, checkpoint)  # raises when the weights do not fit
     src_meta = ckpt.get('meta') or {}
-    meta = dict(source=osp.abspath(checkpoint), source_sha256=file_sha256(checkpoint),
-                iter=src_meta.get('iter'),
-                dataset_meta=src_meta.get('dataset_meta') or model.dataset_meta or None)
+    meta = dict(
+        source=osp.abspath(checkpoint),
+        source_sha256=file_sha256(checkpoint),
+        iter=src_meta.get('iter'),
+        dataset_meta=src_meta.get('dataset_meta') or model.dataset_meta or None)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if not osp.isfile(cfg_out):
         text = cfg.pretty_text

@@ -16,9 +16,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description='Extract a student-only checkpoint')
     parser.add_argument('checkpoint', help='distiller checkpoint (local path or URL)')
     parser.add_argument('out', help='output checkpoint path')
-    parser.add_argument('--member', default=None,
-                        help='CohortDistiller checkpoint (online distillation): the member to '
-                             'export, by name')
+    parser.add_argument(
+        '--member',
+        default=None,
+        help='CohortDistiller checkpoint (online distillation): the member to '
+        'export, by name')
     args = parser.parse_args(argv)
     from rtkd.distill.export import _tensor_bytes, extract_student
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):

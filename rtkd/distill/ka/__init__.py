@@ -7,7 +7,11 @@ was trained on. Stage 2 (the :class:`~rtkd.distill.Distiller`): :class:`KAEncode
 ``KAAdaptationLoss`` + ``KAAffinityLoss`` (:mod:`rtkd.distill.losses.ka_loss`). Recipes:
 ``configs/distill/seg/ka/``.
 """
-from .autoencoder import KAAutoEncoder  # noqa: F401
-from .connectors import (KAAdapter, KAEncoderConnector, read_stage1_checkpoint,  # noqa: F401
-                         tapped_channels)
-from .stage1 import KATeacherAutoEncoder  # noqa: F401
+from .autoencoder import KAAutoEncoder
+from .connectors import KAAdapter, KAEncoderConnector, read_stage1_checkpoint, tapped_channels
+from .stage1 import KATeacherAutoEncoder
+
+__all__ = [
+    'KAAutoEncoder', 'KAAdapter', 'KAEncoderConnector', 'read_stage1_checkpoint', 'tapped_channels',
+    'KATeacherAutoEncoder'
+]

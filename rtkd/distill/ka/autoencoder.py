@@ -57,8 +57,10 @@ class KAAutoEncoder(nn.Module):
         strides (Sequence[int]): stride of each encoder layer (1 or 2). Default ``(2, 1, 1)``.
     """
 
+    # yapf: disable  (yapf's layout of this signature is flake8's E125)
     def __init__(self, in_channels: int, channels: Optional[Sequence[int]] = None,
                  strides: Sequence[int] = (2, 1, 1)) -> None:
+        # yapf: enable
         super().__init__()
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f'KAAutoEncoder: in_channels must be a positive int (the teacher '
@@ -77,17 +79,22 @@ class KAAutoEncoder(nn.Module):
         self.strides = strides
         widths = [in_channels] + channels
         self.encoder = nn.Sequential(*[
-            _conv_bn_relu(nn.Conv2d(widths[k], widths[k + 1], 3, stride=strides[k], padding=1,
-                                    bias=False), widths[k + 1], act=True)
-            for k in range(len(channels))])
+            _conv_bn_relu(
+                nn.Conv2d(widths[k], widths[k + 1], 3, stride=strides[k], padding=1, bias=False),
+                widths[k + 1],
+                act=True) for k in range(len(channels))
+        ])
         # decoder layer j undoes encoder layer k = n-1-j; the last one (k = 0) is linear
         n = len(channels)
         self.decoder = nn.ModuleList([
-            _conv_bn_relu(nn.ConvTranspose2d(widths[k + 1], widths[k], 3, stride=strides[k],
-                                             padding=1, bias=k == 0), widths[k], act=k > 0)
-            for k in reversed(range(n))])
-        self.meta: dict = dict(arch=dict(in_channels=in_channels, channels=channels,
-                                         strides=strides))
+            _conv_bn_relu(
+                nn.ConvTranspose2d(
+                    widths[k + 1], widths[k], 3, stride=strides[k], padding=1, bias=k == 0),
+                widths[k],
+                act=k > 0) for k in reversed(range(n))
+        ])
+        self.meta: dict = dict(
+            arch=dict(in_channels=in_channels, channels=channels, strides=strides))
 
     # -- meta in the state dict ------------------------------------------------------------
     def get_extra_state(self) -> dict:

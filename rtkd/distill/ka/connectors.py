@@ -140,15 +140,18 @@ class KAEncoderConnector(BaseConnector):
             now = teacher_identity(distiller._teacher_spec)
         except Exception:  # identity is a courtesy check; the tap/channel checks are the rule
             return
-        diff = [k for k in ('teacher_config', 'teacher_checkpoint_sha256')
-                if recorded.get(k) is not None and now.get(k) is not None
-                and recorded[k] != now[k]]
+        diff = [
+            k for k in ('teacher_config', 'teacher_checkpoint_sha256')
+            if recorded.get(k) is not None and now.get(k) is not None and recorded[k] != now[k]
+        ]
         if diff:
-            print_log(f'knowledge adaptation: the stage-1 checkpoint {self.checkpoint!r} was '
-                      f'trained on another teacher ({", ".join(diff)} differ: '
-                      f'{recorded.get("teacher_checkpoint")!r} vs '
-                      f'{now.get("teacher_checkpoint")!r}).', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                f'knowledge adaptation: the stage-1 checkpoint {self.checkpoint!r} was '
+                f'trained on another teacher ({", ".join(diff)} differ: '
+                f'{recorded.get("teacher_checkpoint")!r} vs '
+                f'{now.get("teacher_checkpoint")!r}).',
+                logger='current',
+                level=logging.WARNING)
 
     def forward(self, x: Tensor, ref: Optional[Tensor] = None) -> Tensor:
         """``E(x)`` for a teacher feature ``x`` (``N x in_channels x H x W``), no gradient."""
@@ -183,15 +186,19 @@ class KAAdapter(BaseConnector):
         like (str | None): unused, kept for a uniform interface.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, norm: bool = True,
-                 relu: bool = True, like: Optional[str] = None) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 stride: int = 1,
+                 norm: bool = True,
+                 relu: bool = True,
+                 like: Optional[str] = None) -> None:
         super().__init__(like)
         if stride not in (1, 2):
             raise ValueError(f'KAAdapter: stride must be 1 or 2 (the encoder strides), got '
                              f'{stride!r}.')
         self.in_channels = in_channels
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1,
-                              bias=not norm)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=not norm)
         self.bn = nn.BatchNorm2d(out_channels) if norm else nn.Identity()
         self.act = nn.ReLU(inplace=False) if relu else nn.Identity()
 

@@ -54,9 +54,14 @@ class KATeacherAutoEncoder(BaseModel):
         init_cfg (dict | None): mmengine init config.
     """
 
-    def __init__(self, teacher: Union[str, dict], tap: str, autoencoder: Optional[dict] = None,
-                 loss: Optional[dict] = None, teacher_mode: str = 'tensor',
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+    def __init__(self,
+                 teacher: Union[str, dict],
+                 tap: str,
+                 autoencoder: Optional[dict] = None,
+                 loss: Optional[dict] = None,
+                 teacher_mode: str = 'tensor',
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
         spec = normalize_teacher_spec(teacher, 'KATeacherAutoEncoder')
         if 'cache' in spec:
             raise ValueError('KATeacherAutoEncoder runs the live teacher; remove teacher.cache.')
@@ -90,10 +95,12 @@ class KATeacherAutoEncoder(BaseModel):
             ae_cfg['in_channels'] = channels
         self.autoencoder = KAAutoEncoder(**ae_cfg)
         ident = teacher_identity(spec)
-        self.autoencoder.meta.update(tap=self.tap.text, teacher=dict(
-            teacher_config=ident['teacher_config'],
-            teacher_checkpoint_sha256=ident['teacher_checkpoint_sha256'],
-            teacher_checkpoint=ident['teacher_checkpoint']))
+        self.autoencoder.meta.update(
+            tap=self.tap.text,
+            teacher=dict(
+                teacher_config=ident['teacher_config'],
+                teacher_checkpoint_sha256=ident['teacher_checkpoint_sha256'],
+                teacher_checkpoint=ident['teacher_checkpoint']))
         self.loss_module = MODELS.build(dict(loss or dict(type='KAReconstructionLoss')))
 
     @property
@@ -141,8 +148,7 @@ class KATeacherAutoEncoder(BaseModel):
         code, recon = self.autoencoder(feat)
         return self.loss_module(recon, feat, code)
 
-    def forward(self, inputs: Tensor, data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
+    def forward(self, inputs: Tensor, data_samples: Optional[list] = None, mode: str = 'tensor'):
         """``loss``: the stage-1 losses; ``tensor``: the code ``E(F_t)``."""
         if mode == 'loss':
             return self.loss(inputs, data_samples)

@@ -26,8 +26,8 @@ from .pkd_loss import PKDLoss
 
 __all__ = [
     'AttentionTransferLoss', 'ChannelWiseKD', 'FGFILoss', 'FitNetsLoss', 'HintonKD', 'HolisticKD',
-    'KAAdaptationLoss', 'KAAffinityLoss', 'KAReconstructionLoss',
-    'NFDLoss', 'OFDLoss', 'PairWiseKD', 'PixelWiseKD', 'ScoreMapCritic', 'margin_from_bn'
+    'KAAdaptationLoss', 'KAAffinityLoss', 'KAReconstructionLoss', 'NFDLoss', 'OFDLoss',
+    'PairWiseKD', 'PixelWiseKD', 'ScoreMapCritic', 'margin_from_bn'
 ]
 __all__ += ['AdversarialDistillLoss', 'BaseDistillLoss', 'check_loss_weight']
 __all__ += ['BPKDLoss', 'CIRKDLoss']

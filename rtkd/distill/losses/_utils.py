@@ -6,8 +6,13 @@ from typing import Sequence
 from torch import Tensor
 
 
-def check_shapes(loss_name: str, student: Tensor, teacher: Tensor, *, min_dim: int = 2,
-                 max_dim: int = 4, match_channels: bool = True,
+def check_shapes(loss_name: str,
+                 student: Tensor,
+                 teacher: Tensor,
+                 *,
+                 min_dim: int = 2,
+                 max_dim: int = 4,
+                 match_channels: bool = True,
                  match_spatial: bool = True) -> None:
     """Fail early when the student and teacher tensors cannot be compared.
 

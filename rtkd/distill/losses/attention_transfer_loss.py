@@ -62,8 +62,8 @@ class AttentionTransferLoss(BaseDistillLoss):
         Returns:
             Tensor: scalar loss, already multiplied by ``loss_weight``.
         """
-        check_shapes(type(self).__name__, student, teacher, min_dim=4, max_dim=4,
-                     match_channels=False)
+        check_shapes(
+            type(self).__name__, student, teacher, min_dim=4, max_dim=4, match_channels=False)
         diff = self.attention(student) - self.attention(teacher.detach())
         if self.reduction == 'paper':
             loss = diff.norm(p=2, dim=1).mean()

@@ -92,10 +92,15 @@ class BPKDLoss(BaseDistillLoss):
         loss_weight (float): multiplier applied to the weighted sum. Default 1.0.
     """
 
-    extra_inputs: tuple[str, ...] = ('data_samples',)
+    extra_inputs: tuple[str, ...] = ('data_samples', )
 
-    def __init__(self, edge_width: int = 3, ignore_index: int = 255, edge_tau: float = 1.0,
-                 body_tau: float = 4.0, edge_weight: float = 10.0, body_weight: float = 3.0,
+    def __init__(self,
+                 edge_width: int = 3,
+                 ignore_index: int = 255,
+                 edge_tau: float = 1.0,
+                 body_tau: float = 4.0,
+                 edge_weight: float = 10.0,
+                 body_weight: float = 3.0,
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
@@ -122,7 +127,7 @@ class BPKDLoss(BaseDistillLoss):
         log_pt = F.log_softmax(teacher / self.edge_tau, dim=1)
         kl = (log_pt.exp() * (log_pt - log_ps)).sum(1)  # N x h x w
         total = (kl * edge).sum()
-        return total / edge.sum().clamp(min=1) * self.edge_tau ** 2
+        return total / edge.sum().clamp(min=1) * self.edge_tau**2
 
     def body_loss(self, student: Tensor, teacher: Tensor, body: Tensor) -> Tensor:
         """Channel-wise KL over the body positions of each image (unweighted)."""
@@ -135,7 +140,7 @@ class BPKDLoss(BaseDistillLoss):
         log_pt = F.log_softmax(t, dim=-1)
         kl = torch.where(mask, log_pt.exp() * (log_pt - log_ps), torch.zeros_like(log_ps))
         kl = kl.sum(-1) * has[:, None]  # N x C
-        return kl.sum() / (has.sum().clamp(min=1) * c) * self.body_tau ** 2
+        return kl.sum() / (has.sum().clamp(min=1) * c) * self.body_tau**2
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None, **extra) -> Tensor:
         """Compute the weighted BPKD loss.

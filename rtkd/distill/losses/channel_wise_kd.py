@@ -44,7 +44,10 @@ class ChannelWiseKD(BaseDistillLoss):
 
     extra_inputs: tuple[str, ...] = ()
 
-    def __init__(self, tau: float = 1.0, normalization: str = 'channel', divergence: str = 'kl',
+    def __init__(self,
+                 tau: float = 1.0,
+                 normalization: str = 'channel',
+                 divergence: str = 'kl',
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
@@ -75,10 +78,13 @@ class ChannelWiseKD(BaseDistillLoss):
         n, c, h, w = student.shape
         total = cwd_terms(student, teacher, self.tau, self.normalization, self.divergence).sum()
         denom = n * c if self.normalization in ('channel', 'channel_mean') else n * h * w
-        return total / denom * (self.tau ** 2) * self.loss_weight
+        return total / denom * (self.tau**2) * self.loss_weight
 
 
-def cwd_terms(student: Tensor, teacher: Tensor, tau: float = 1.0, normalization: str = 'channel',
+def cwd_terms(student: Tensor,
+              teacher: Tensor,
+              tau: float = 1.0,
+              normalization: str = 'channel',
               divergence: str = 'kl') -> Tensor:
     r"""The un-normalised terms of :class:`ChannelWiseKD`, one per distribution compared.
 

@@ -34,8 +34,8 @@ def stack_gt_labels(loss_name: str, data_samples: Optional[Sequence], size: tupl
         raise ValueError(f'{loss_name} needs the ground truth: pass the mmseg data samples (with '
                          'gt_sem_seg) as data_samples, i.e. run it inside the Distiller on a '
                          'segmentation batch.')
-    labels = torch.stack([d.gt_sem_seg.data.reshape(d.gt_sem_seg.data.shape[-2:])
-                          for d in data_samples])
+    labels = torch.stack(
+        [d.gt_sem_seg.data.reshape(d.gt_sem_seg.data.shape[-2:]) for d in data_samples])
     labels = F.interpolate(labels[:, None].float(), size=tuple(size), mode='nearest')
     return labels[:, 0].long()
 
@@ -135,7 +135,7 @@ class CIRKDLoss(BaseDistillLoss):
         loss_weight (float): multiplier applied to the weighted sum. Default 1.0.
     """
 
-    extra_inputs: tuple[str, ...] = ('data_samples',)
+    extra_inputs: tuple[str, ...] = ('data_samples', )
 
     def __init__(self,
                  num_classes: int,
@@ -161,17 +161,17 @@ class CIRKDLoss(BaseDistillLoss):
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         for arg, v in (('num_classes', num_classes), ('student_channels', student_channels),
-                       ('teacher_channels', teacher_channels),
-                       ('pixel_memory_size', pixel_memory_size),
-                       ('region_memory_size', region_memory_size),
-                       ('pixel_contrast_size', pixel_contrast_size),
-                       ('region_contrast_size', region_contrast_size),
-                       ('pixel_update_freq', pixel_update_freq)):
+                       ('teacher_channels', teacher_channels), ('pixel_memory_size',
+                                                                pixel_memory_size),
+                       ('region_memory_size', region_memory_size), ('pixel_contrast_size',
+                                                                    pixel_contrast_size),
+                       ('region_contrast_size', region_contrast_size), ('pixel_update_freq',
+                                                                        pixel_update_freq)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f'{name}: {arg} must be a positive integer, got {v!r}.')
         for arg, v in (('minibatch_weight', minibatch_weight),
-                       ('memory_pixel_weight', memory_pixel_weight),
-                       ('memory_region_weight', memory_region_weight)):
+                       ('memory_pixel_weight', memory_pixel_weight), ('memory_region_weight',
+                                                                      memory_region_weight)):
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 raise ValueError(f'{name}: {arg} must be a number >= 0 (0 switches the term '
                                  f'off), got {v!r}.')
@@ -181,15 +181,16 @@ class CIRKDLoss(BaseDistillLoss):
         self.minibatch_tau = check_positive(name, 'minibatch_tau', minibatch_tau)
         self.contrast_tau = check_positive(name, 'contrast_tau', contrast_tau)
         self.contrast_kd_tau = check_positive(name, 'contrast_kd_tau', contrast_kd_tau)
-        if minibatch_pool is not None and (not isinstance(minibatch_pool, int) or
-                                           minibatch_pool < 1):
+        if minibatch_pool is not None and (not isinstance(minibatch_pool, int)
+                                           or minibatch_pool < 1):
             raise ValueError(f'{name}: minibatch_pool must be None or a positive integer '
                              f'(pool kernel), got {minibatch_pool!r}.')
         self.num_classes = num_classes
         self.ignore_index = int(ignore_index)
-        self.weights = dict(minibatch=float(minibatch_weight),
-                            memory_pixel=float(memory_pixel_weight),
-                            memory_region=float(memory_region_weight))
+        self.weights = dict(
+            minibatch=float(minibatch_weight),
+            memory_pixel=float(memory_pixel_weight),
+            memory_region=float(memory_region_weight))
         self.pixel_memory_size = pixel_memory_size
         self.region_memory_size = region_memory_size
         self.pixel_update_freq = pixel_update_freq
@@ -226,8 +227,7 @@ class CIRKDLoss(BaseDistillLoss):
             norm = build_norm_layer(dict(norm_cfg or dict(type='BN')), teacher_channels)[1]
             self.projector = nn.Sequential(
                 nn.Conv2d(student_channels, teacher_channels, 1, bias=False), norm,
-                nn.ReLU(inplace=True), nn.Conv2d(teacher_channels, teacher_channels, 1,
-                                                 bias=False))
+                nn.ReLU(inplace=True), nn.Conv2d(teacher_channels, teacher_channels, 1, bias=False))
         elif uses_memory and student_channels != teacher_channels:
             raise ValueError(f'{name}: with_projector=False needs student_channels == '
                              f'teacher_channels (got {student_channels} vs {teacher_channels}); '
@@ -235,12 +235,14 @@ class CIRKDLoss(BaseDistillLoss):
         gen = torch.Generator().manual_seed(self.seed)
         d = teacher_channels
         if self.uses('memory_pixel'):
-            self.register_buffer('pixel_queue', F.normalize(
-                torch.randn(num_classes, pixel_memory_size, d, generator=gen), dim=2))
+            self.register_buffer(
+                'pixel_queue',
+                F.normalize(torch.randn(num_classes, pixel_memory_size, d, generator=gen), dim=2))
             self.register_buffer('pixel_ptr', torch.zeros(num_classes, dtype=torch.long))
         if self.uses('memory_region'):
-            self.register_buffer('region_queue', F.normalize(
-                torch.randn(num_classes, region_memory_size, d, generator=gen), dim=2))
+            self.register_buffer(
+                'region_queue',
+                F.normalize(torch.randn(num_classes, region_memory_size, d, generator=gen), dim=2))
             self.register_buffer('region_ptr', torch.zeros(num_classes, dtype=torch.long))
         if uses_memory:
             self.register_buffer('num_updates', torch.zeros((), dtype=torch.long))
@@ -354,7 +356,7 @@ class CIRKDLoss(BaseDistillLoss):
         log_ps = F.log_softmax(s_anchor @ bank.t() / tk, dim=1)
         log_pt = F.log_softmax(t_anchor @ bank.t() / tk, dim=1)
         kl = (log_pt.exp() * (log_pt - log_ps)).sum()
-        return kl / s_anchor.shape[0] * self.contrast_kd_tau ** 2
+        return kl / s_anchor.shape[0] * self.contrast_kd_tau**2
 
     def memory_losses(self, student: Tensor, teacher: Tensor,
                       labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -382,11 +384,11 @@ class CIRKDLoss(BaseDistillLoss):
             return zero, zero
         pixel = region = zero
         if self.uses('memory_pixel'):
-            pixel = self._contrast_kd(s_anchor, t_anchor, self.pixel_queue,
-                                      self.pixel_per_class, gen)
+            pixel = self._contrast_kd(s_anchor, t_anchor, self.pixel_queue, self.pixel_per_class,
+                                      gen)
         if self.uses('memory_region'):
-            region = self._contrast_kd(s_anchor, t_anchor, self.region_queue,
-                                       self.region_per_class, gen)
+            region = self._contrast_kd(s_anchor, t_anchor, self.region_queue, self.region_per_class,
+                                       gen)
         return pixel, region
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None, **extra) -> Tensor:
@@ -423,9 +425,11 @@ class CIRKDLoss(BaseDistillLoss):
                                  "dataset's.")
             if self.training and not self.memory_checked and not self._warned_unchecked:
                 self._warned_unchecked = True
-                print_log(f"{name}: the memory sizes were not checked against the training set; "
-                          "add custom_hooks=[dict(type='MemoryBankCheckHook')] to the config.",
-                          logger='current', level=logging.WARNING)
+                print_log(
+                    f"{name}: the memory sizes were not checked against the training set; "
+                    "add custom_hooks=[dict(type='MemoryBankCheckHook')] to the config.",
+                    logger='current',
+                    level=logging.WARNING)
             pixel, region = self.memory_losses(student, teacher, labels)
             total = total + self.weights['memory_pixel'] * pixel \
                 + self.weights['memory_region'] * region

@@ -58,8 +58,12 @@ class DISTLoss(BaseDistillLoss):
 
     extra_inputs: tuple[str, ...] = ()
 
-    def __init__(self, tau: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
-                 eps: float = 1e-8, loss_weight: float = 1.0) -> None:
+    def __init__(self,
+                 tau: float = 1.0,
+                 beta: float = 1.0,
+                 gamma: float = 1.0,
+                 eps: float = 1e-8,
+                 loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         self.tau = check_positive(name, 'tau', tau)
@@ -102,5 +106,5 @@ class DISTLoss(BaseDistillLoss):
         y_t = (teacher.detach() / self.tau).softmax(dim=1)
         inter = 1.0 - _pearson_rows(y_s, y_t, self.eps).mean()
         intra = 1.0 - _pearson_rows(y_s.t(), y_t.t(), self.eps).mean()
-        loss = (self.tau ** 2) * (self.beta * inter + self.gamma * intra)
+        loss = (self.tau**2) * (self.beta * inter + self.gamma * intra)
         return loss * self.loss_weight

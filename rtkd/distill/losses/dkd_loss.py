@@ -64,7 +64,10 @@ class DKDLoss(BaseDistillLoss):
 
     extra_inputs: tuple[str, ...] = ('data_samples', )
 
-    def __init__(self, alpha: float = 1.0, beta: float = 8.0, tau: float = 4.0,
+    def __init__(self,
+                 alpha: float = 1.0,
+                 beta: float = 8.0,
+                 tau: float = 4.0,
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
@@ -111,8 +114,11 @@ class DKDLoss(BaseDistillLoss):
                              f'{labels.tolist()}.')
         return labels.to(device=device, dtype=torch.long)
 
-    def forward(self, student: Tensor, teacher: Tensor,
-                data_samples: Optional[Union[Sequence, Tensor]] = None, **extra) -> Tensor:
+    def forward(self,
+                student: Tensor,
+                teacher: Tensor,
+                data_samples: Optional[Union[Sequence, Tensor]] = None,
+                **extra) -> Tensor:
         """Compute the weighted DKD loss.
 
         Args:
@@ -149,5 +155,5 @@ class DKDLoss(BaseDistillLoss):
         log_b_t = torch.stack([z_t[gt_mask] - lse_t, lse_ot - lse_t], dim=1)
         tckd = _kl_rows(log_b_t, log_b_s)
         nckd = _kl_rows(o_t.log_softmax(dim=1), o_s.log_softmax(dim=1))
-        loss = (self.alpha * tckd + self.beta * nckd) * (self.tau ** 2) / n
+        loss = (self.alpha * tckd + self.beta * nckd) * (self.tau**2) / n
         return loss * self.loss_weight

@@ -76,11 +76,16 @@ class FGFILoss(BaseDistillLoss):
 
     extra_inputs: tuple[str, ...] = ('data_samples', )
 
-    def __init__(self, psi: float = 0.5, in_channels: Optional[int] = None,
-                 out_channels: Optional[int] = None, adapter_init_std: Optional[float] = 1e-4,
+    def __init__(self,
+                 psi: float = 0.5,
+                 in_channels: Optional[int] = None,
+                 out_channels: Optional[int] = None,
+                 adapter_init_std: Optional[float] = 1e-4,
                  level: Optional[int] = None,
-                 prior_generator: Optional[dict] = None, prior_source: Optional[str] = None,
-                 mask: str = 'auto', loss_weight: float = 1.0) -> None:
+                 prior_generator: Optional[dict] = None,
+                 prior_source: Optional[str] = None,
+                 mask: str = 'auto',
+                 loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         if not (isinstance(psi, (int, float)) and 0 < psi <= 1):
             raise ValueError(f'FGFILoss: psi must be in (0, 1], got {psi!r}.')
@@ -90,8 +95,8 @@ class FGFILoss(BaseDistillLoss):
         self.prior_source = prior_source
         self.adapter = None
         if in_channels is not None:
-            self.adapter = Conv3x3ReLUConnector(in_channels, out_channels or in_channels,
-                                                init_std=adapter_init_std)
+            self.adapter = Conv3x3ReLUConnector(
+                in_channels, out_channels or in_channels, init_std=adapter_init_std)
         elif out_channels is not None:
             raise ValueError('FGFILoss: out_channels given without in_channels; set both (or '
                              'neither, and put a Conv3x3ReLUConnector on the student tap).')
@@ -132,8 +137,10 @@ class FGFILoss(BaseDistillLoss):
                              f'(GT-box regions) for anchor-free detectors.')
         self._use_anchors = anchors and self.mask_mode != 'gt_box'
         if not anchors and self.mask_mode == 'auto':
-            print_log(f'FGFILoss: {type(self._generator).__name__} makes no anchors; imitating '
-                      f'GT-box regions instead (mask="gt_box").', logger='current')
+            print_log(
+                f'FGFILoss: {type(self._generator).__name__} makes no anchors; imitating '
+                f'GT-box regions instead (mask="gt_box").',
+                logger='current')
 
     def masks(self, featmap_sizes: Sequence[tuple], levels: Sequence[int], data_samples,
               device: torch.device) -> List[Tensor]:
@@ -153,12 +160,15 @@ class FGFILoss(BaseDistillLoss):
                                'reads the student) or pass prior_generator=dict(...).')
         boxes = gt_boxes_of(data_samples)
         if self._use_anchors:
-            return anchor_imitation_masks(self._generator, featmap_sizes, boxes, self.psi,
-                                          levels=levels, device=device)
+            return anchor_imitation_masks(
+                self._generator, featmap_sizes, boxes, self.psi, levels=levels, device=device)
         return gt_box_masks(self._generator, featmap_sizes, boxes, levels=levels, device=device)
 
-    def forward(self, student: Union[Tensor, Sequence[Tensor]],
-                teacher: Union[Tensor, Sequence[Tensor]], data_samples=None, **extra) -> Tensor:
+    def forward(self,
+                student: Union[Tensor, Sequence[Tensor]],
+                teacher: Union[Tensor, Sequence[Tensor]],
+                data_samples=None,
+                **extra) -> Tensor:
         """Masked, normalised imitation loss.
 
         Args:

@@ -32,8 +32,8 @@ class FitNetsLoss(BaseDistillLoss):
 
     def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
-        self.reduction = check_choice(type(self).__name__, 'reduction', reduction,
-                                      ('mean', 'paper'))
+        self.reduction = check_choice(
+            type(self).__name__, 'reduction', reduction, ('mean', 'paper'))
 
     def forward(self, student: Tensor, teacher: Tensor, **extra) -> Tensor:
         """Compute the weighted hint loss.

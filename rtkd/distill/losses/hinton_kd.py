@@ -51,4 +51,4 @@ class HintonKD(BaseDistillLoss):
         log_p_s = F.log_softmax(student / self.tau, dim=1)
         log_p_t = F.log_softmax(teacher / self.tau, dim=1)
         kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)  # one value per sample / pixel
-        return kl.mean() * (self.tau ** 2) * self.loss_weight
+        return kl.mean() * (self.tau**2) * self.loss_weight

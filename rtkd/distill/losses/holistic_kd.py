@@ -30,7 +30,10 @@ class ScoreMapCritic(nn.Module):
         spectral_norm (bool): wrap every conv in spectral normalisation.
     """
 
-    def __init__(self, in_channels: int, base_channels: int = 64, num_convs: int = 3,
+    def __init__(self,
+                 in_channels: int,
+                 base_channels: int = 64,
+                 num_convs: int = 3,
                  spectral_norm: bool = True) -> None:
         super().__init__()
 
@@ -40,7 +43,7 @@ class ScoreMapCritic(nn.Module):
         layers: list[nn.Module] = []
         c_in = in_channels
         for i in range(num_convs):
-            c_out = base_channels * 2 ** i
+            c_out = base_channels * 2**i
             layers += [wrap(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
             c_in = c_out
         layers.append(wrap(nn.Conv2d(c_in, 1, 3, stride=1, padding=1)))
@@ -110,10 +113,18 @@ class HolisticKD(AdversarialDistillLoss):
 
     extra_inputs: tuple[str, ...] = ('inputs', 'data_samples')
 
-    def __init__(self, num_classes: int, conditional: bool = True, input_mode: str = 'softmax',
-                 base_channels: int = 64, num_convs: int = 3, spectral_norm: bool = True,
-                 lambda_gp: float = 10.0, discriminator_weight: float = 1.0,
-                 alpha: str = 'global', alpha_seed: int = 0, loss_weight: float = 1.0) -> None:
+    def __init__(self,
+                 num_classes: int,
+                 conditional: bool = True,
+                 input_mode: str = 'softmax',
+                 base_channels: int = 64,
+                 num_convs: int = 3,
+                 spectral_norm: bool = True,
+                 lambda_gp: float = 10.0,
+                 discriminator_weight: float = 1.0,
+                 alpha: str = 'global',
+                 alpha_seed: int = 0,
+                 loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         if not isinstance(num_classes, int) or num_classes < 1:
@@ -174,7 +185,7 @@ class HolisticKD(AdversarialDistillLoss):
                              f'N x {self.num_classes} x H x W, got shape '
                              f'{tuple(student.shape)}; tap the logits (e.g. '
                              "'decode_head.conv_seg') or set num_classes.")
-        min_size = 2 ** self.num_convs
+        min_size = 2**self.num_convs
         if min(student.shape[-2:]) < min_size:
             raise ValueError(f'{name}: the score map {tuple(student.shape)} is smaller than '
                              f'{min_size} pixels on a side, too small for num_convs='
@@ -182,8 +193,11 @@ class HolisticKD(AdversarialDistillLoss):
         if teacher is not None:
             check_shapes(name, student, teacher, min_dim=4, max_dim=4)
 
-    def forward(self, student: Tensor, teacher: Optional[Tensor] = None,
-                inputs: Optional[Tensor] = None, **extra) -> Tensor:
+    def forward(self,
+                student: Tensor,
+                teacher: Optional[Tensor] = None,
+                inputs: Optional[Tensor] = None,
+                **extra) -> Tensor:
         """Generator loss ``-mean D(Q_s | I) * loss_weight`` (no gradient reaches the critic).
 
         Args:
@@ -210,8 +224,11 @@ class HolisticKD(AdversarialDistillLoss):
                 p.requires_grad_(flag)
         return -score.mean() * self.loss_weight
 
-    def discriminator_loss(self, student: Tensor, teacher: Tensor,
-                           inputs: Optional[Tensor] = None, data_samples=None,
+    def discriminator_loss(self,
+                           student: Tensor,
+                           teacher: Tensor,
+                           inputs: Optional[Tensor] = None,
+                           data_samples=None,
                            **extra) -> Tensor:
         """WGAN-GP critic loss (student detached); gradients reach only the critic.
 
@@ -231,8 +248,9 @@ class HolisticKD(AdversarialDistillLoss):
         fake = self._prepare(student.detach())
         real = self._prepare(teacher.detach())
         # one critic call for both halves: same (spectral-normalised) weights for real and fake
-        scores = self.discriminator(torch.cat([self._condition(fake, inputs),
-                                               self._condition(real, inputs)], dim=0))
+        scores = self.discriminator(
+            torch.cat([self._condition(fake, inputs),
+                       self._condition(real, inputs)], dim=0))
         d_fake, d_real = scores.split(fake.shape[0])
         wasserstein = d_fake.mean() - d_real.mean()
         loss = wasserstein
@@ -260,7 +278,10 @@ class HolisticKD(AdversarialDistillLoss):
             vals.append(float(torch.rand((), generator=g, dtype=torch.float64)))
         return torch.tensor(vals, device=real.device, dtype=real.dtype).view(n, 1, 1, 1)
 
-    def gradient_penalty(self, real: Tensor, fake: Tensor, inputs: Optional[Tensor] = None,
+    def gradient_penalty(self,
+                         real: Tensor,
+                         fake: Tensor,
+                         inputs: Optional[Tensor] = None,
                          alpha: Optional[Tensor] = None) -> Tensor:
         """``E[(||grad_Q D(Q_hat | I)||_2 - 1)^2]`` on random per-sample interpolates.
 

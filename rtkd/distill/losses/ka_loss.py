@@ -31,8 +31,10 @@ def _own_teacher_tap(loss: nn.Module, distiller) -> str:
 def _encoder_on(distiller, tap: str):
     from ..ka.connectors import KAEncoderConnector
     chain = distiller.connectors[tap] if tap in distiller.connectors else []
-    found = [m for m in (chain if isinstance(chain, nn.ModuleList) else [chain])
-             if isinstance(m, KAEncoderConnector)]
+    found = [
+        m for m in (chain if isinstance(chain, nn.ModuleList) else [chain])
+        if isinstance(m, KAEncoderConnector)
+    ]
     return found[0] if found else None
 
 
@@ -88,8 +90,9 @@ class KAReconstructionLoss(nn.Module):
                              f'must mirror the encoder.')
         target = target.detach()
         numel = float(target.numel())
-        return dict(loss_rec=(recon - target).pow(2).sum() / numel * self.loss_weight,
-                    loss_reg=code.abs().sum() / numel * self.reg_weight * self.loss_weight)
+        return dict(
+            loss_rec=(recon - target).pow(2).sum() / numel * self.loss_weight,
+            loss_reg=code.abs().sum() / numel * self.reg_weight * self.loss_weight)
 
 
 @MODELS.register_module()
@@ -127,8 +130,12 @@ class KAAdaptationLoss(BaseDistillLoss):
 
     extra_inputs: tuple[str, ...] = ()
 
-    def __init__(self, p: float = 1.0, q: float = 2.0, normalize: str = 'position',
-                 eps: float = 1e-8, loss_weight: float = 1.0) -> None:
+    def __init__(self,
+                 p: float = 1.0,
+                 q: float = 2.0,
+                 normalize: str = 'position',
+                 eps: float = 1e-8,
+                 loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
         for arg, val in (('p', p), ('q', q)):
@@ -225,7 +232,7 @@ class KAAffinityLoss(PairWiseKD):
         Returns:
             Tensor: scalar loss, already multiplied by ``loss_weight``.
         """
-        check_shapes(type(self).__name__, student, teacher, min_dim=4, max_dim=4,
-                     match_channels=False)
+        check_shapes(
+            type(self).__name__, student, teacher, min_dim=4, max_dim=4, match_channels=False)
         diff = self._similarity(student) - self._similarity(teacher.detach())  # N x m x m
         return diff.norm(dim=2).mean() * self.loss_weight

@@ -38,7 +38,10 @@ class NFDLoss(BaseDistillLoss):
 
     extra_inputs: tuple[str, ...] = ()
 
-    def __init__(self, norm_dims: str = 'spatial', reduction: str = 'mean', eps: float = 1e-5,
+    def __init__(self,
+                 norm_dims: str = 'spatial',
+                 reduction: str = 'mean',
+                 eps: float = 1e-5,
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__

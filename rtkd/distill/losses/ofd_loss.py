@@ -80,8 +80,10 @@ class OFDLoss(BaseDistillLoss):
 
     extra_inputs: tuple[str, ...] = ()
 
-    def __init__(self, margin: Union[float, Sequence[float], Tensor, None] = None,
-                 teacher_bn: Optional[str] = None, normalize: str = 'batch',
+    def __init__(self,
+                 margin: Union[float, Sequence[float], Tensor, None] = None,
+                 teacher_bn: Optional[str] = None,
+                 normalize: str = 'batch',
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__

@@ -39,7 +39,9 @@ class PairWiseKD(BaseDistillLoss):
 
     extra_inputs: tuple[str, ...] = ()
 
-    def __init__(self, scale: float = 0.5, detach_norm: bool = False,
+    def __init__(self,
+                 scale: float = 0.5,
+                 detach_norm: bool = False,
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
@@ -73,10 +75,10 @@ class PairWiseKD(BaseDistillLoss):
         Returns:
             Tensor: scalar loss, already multiplied by ``loss_weight``.
         """
-        check_shapes(type(self).__name__, student, teacher, min_dim=4, max_dim=4,
-                     match_channels=False)
+        check_shapes(
+            type(self).__name__, student, teacher, min_dim=4, max_dim=4, match_channels=False)
         p_s = self._pool(student)
         p_t = self._pool(teacher.detach())
         n, _, h, w = p_t.shape
         err = (self._similarity(p_t) - self._similarity(p_s)).pow(2)
-        return err.sum() / float(h * w) ** 2 / n * self.loss_weight
+        return err.sum() / float(h * w)**2 / n * self.loss_weight

@@ -44,7 +44,10 @@ class PixelWiseKD(BaseDistillLoss):
 
     extra_inputs: tuple[str, ...] = ()
 
-    def __init__(self, tau: float = 1.0, divergence: str = 'kl', reduction: str = 'mean',
+    def __init__(self,
+                 tau: float = 1.0,
+                 divergence: str = 'kl',
+                 reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
@@ -71,10 +74,12 @@ class PixelWiseKD(BaseDistillLoss):
             denom = n * h * w
         else:
             denom = h * w / get_world_size()  # DDP averages gradients: undo it for a sum
-        return per_pixel.sum() / denom * (self.tau ** 2) * self.loss_weight
+        return per_pixel.sum() / denom * (self.tau**2) * self.loss_weight
 
 
-def pixel_divergence(student: Tensor, teacher: Tensor, tau: float = 1.0,
+def pixel_divergence(student: Tensor,
+                     teacher: Tensor,
+                     tau: float = 1.0,
                      divergence: str = 'kl') -> Tensor:
     """Per-pixel divergence of the class distributions (softmax over channels at ``tau``).
 

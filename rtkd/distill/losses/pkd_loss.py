@@ -53,7 +53,10 @@ class PKDLoss(BaseDistillLoss):
 
     extra_inputs: tuple[str, ...] = ()
 
-    def __init__(self, loss_weight: float = 1.0, resize_stu: bool = True, stats: str = 'batch',
+    def __init__(self,
+                 loss_weight: float = 1.0,
+                 resize_stu: bool = True,
+                 stats: str = 'batch',
                  eps: float = 1e-6) -> None:
         super().__init__(loss_weight=loss_weight)
         name = type(self).__name__
@@ -75,11 +78,11 @@ class PKDLoss(BaseDistillLoss):
         teacher = teacher.detach()
         if student.shape[2:] != teacher.shape[2:]:
             if self.resize_stu:
-                student = F.interpolate(student, size=teacher.shape[2:], mode='bilinear',
-                                        align_corners=False)
+                student = F.interpolate(
+                    student, size=teacher.shape[2:], mode='bilinear', align_corners=False)
             else:
-                teacher = F.interpolate(teacher, size=student.shape[2:], mode='bilinear',
-                                        align_corners=False)
+                teacher = F.interpolate(
+                    teacher, size=student.shape[2:], mode='bilinear', align_corners=False)
         n, _, h, w = student.shape
         count = n * h * w if self.stats == 'batch' else h * w
         if count < 2:

@@ -8,20 +8,27 @@
 # batch size. (The official warm-up steps once per epoch: min(epoch / 20, 1), epochs from 1.)
 # Run from the repo root: mim train mmpretrain configs/distill/cls/dkd/<this file>
 # `mim test mmpretrain <this file> --checkpoint <work_dir>/epoch_200.pth`: the student's top-1.
-_base_ = ['mmpretrain::resnet/resnet18_8xb16_cifar10.py',
-          '../../../_base_/distill_runtime.py']
+_base_ = ['mmpretrain::resnet/resnet18_8xb16_cifar10.py', '../../../_base_/distill_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
     type='Distiller',
     student='mmpretrain::resnet/resnet18_8xb16_cifar10.py',
-    teacher=dict(config='mmpretrain::resnet/resnet34_8xb16_cifar10.py',
-                 checkpoint='https://download.openmmlab.com/mmclassification/v0/resnet/'
-                 'resnet34_b16x8_cifar10_20210528-a8aa36a6.pth'),
+    teacher=dict(
+        config='mmpretrain::resnet/resnet34_8xb16_cifar10.py',
+        checkpoint='https://download.openmmlab.com/mmclassification/v0/resnet/'
+        'resnet34_b16x8_cifar10_20210528-a8aa36a6.pth'),
     taps=dict(s_logits='student:head.fc', t_logits='teacher:head.fc'),
-    losses=dict(loss_dkd=dict(type='DKDLoss', alpha=1.0, beta=8.0, tau=4.0, loss_weight=1.0,
-                              student='s_logits', teacher='t_logits',
-                              schedule=dict(warmup_iters=20 * 391))),
+    losses=dict(
+        loss_dkd=dict(
+            type='DKDLoss',
+            alpha=1.0,
+            beta=8.0,
+            tau=4.0,
+            loss_weight=1.0,
+            student='s_logits',
+            teacher='t_logits',
+            schedule=dict(warmup_iters=20 * 391))),
     # the base's top-level data_preprocessor has no 'type'; the student's (built from its
     # config, normalisation included) is used instead
     data_preprocessor=None)

@@ -7,20 +7,27 @@
 # train without imitation (--ws 400; at batch 1 there, 8x2 here: we keep the iteration count).
 # Run from the repo root: mim train mmdet configs/distill/det/fgfi/<this file>
 # The teacher checkpoint is downloaded from OpenMMLab on first use (or set a local path).
-_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
-          '../../../_base_/distill_runtime.py']
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', '../../../_base_/distill_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
     type='Distiller',
     student='mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
-    teacher=dict(config='mmdet::retinanet/retinanet_r101_fpn_1x_coco.py',
-                 checkpoint='https://download.openmmlab.com/mmdetection/v2.0/retinanet/'
-                 'retinanet_r101_fpn_1x_coco/retinanet_r101_fpn_1x_coco_20200130-7a93545f.pth'),
+    teacher=dict(
+        config='mmdet::retinanet/retinanet_r101_fpn_1x_coco.py',
+        checkpoint='https://download.openmmlab.com/mmdetection/v2.0/retinanet/'
+        'retinanet_r101_fpn_1x_coco/retinanet_r101_fpn_1x_coco_20200130-7a93545f.pth'),
     taps=dict(s_fpn='student:neck', t_fpn='teacher:neck'),  # tuples of the 5 FPN levels
-    losses=dict(loss_fgfi=dict(type='FGFILoss', psi=0.5, in_channels=256, out_channels=256,
-                               adapter_init_std=1e-4, loss_weight=0.01,
-                               student='s_fpn', teacher='t_fpn',
-                               schedule=dict(start_iter=400))))
+    losses=dict(
+        loss_fgfi=dict(
+            type='FGFILoss',
+            psi=0.5,
+            in_channels=256,
+            out_channels=256,
+            adapter_init_std=1e-4,
+            loss_weight=0.01,
+            student='s_fpn',
+            teacher='t_fpn',
+            schedule=dict(start_iter=400))))
 # stop on a non-finite loss (task or distillation) before that iteration's checkpoint
 default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

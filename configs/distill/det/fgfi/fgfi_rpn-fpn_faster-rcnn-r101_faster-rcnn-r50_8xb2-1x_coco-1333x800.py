@@ -5,20 +5,28 @@
 # adaptation conv starts from a truncated normal with std 1e-4 and the first 400 iterations
 # train without imitation (--ws 400; at batch 1 there, 8x2 here: we keep the iteration count).
 # Run from the repo root: mim train mmdet configs/distill/det/fgfi/<this file>
-_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
-          '../../../_base_/distill_runtime.py']
+_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', '../../../_base_/distill_runtime.py']
 custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
 model = dict(
     _delete_=True,
     type='Distiller',
     student='mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
-    teacher=dict(config='mmdet::faster_rcnn/faster-rcnn_r101_fpn_1x_coco.py',
-                 checkpoint='https://download.openmmlab.com/mmdetection/v2.0/faster_rcnn/'
-                 'faster_rcnn_r101_fpn_1x_coco/faster_rcnn_r101_fpn_1x_coco_20200130-f513f705.pth'),
+    teacher=dict(
+        config='mmdet::faster_rcnn/faster-rcnn_r101_fpn_1x_coco.py',
+        checkpoint='https://download.openmmlab.com/mmdetection/v2.0/faster_rcnn/'
+        'faster_rcnn_r101_fpn_1x_coco/faster_rcnn_r101_fpn_1x_coco_20200130-f513f705.pth'),
     taps=dict(s_fpn='student:neck', t_fpn='teacher:neck'),
-    losses=dict(loss_fgfi=dict(type='FGFILoss', psi=0.5, in_channels=256, out_channels=256,
-                               prior_source='rpn_head.prior_generator', adapter_init_std=1e-4,
-                               loss_weight=0.01, student='s_fpn', teacher='t_fpn',
-                               schedule=dict(start_iter=400))))
+    losses=dict(
+        loss_fgfi=dict(
+            type='FGFILoss',
+            psi=0.5,
+            in_channels=256,
+            out_channels=256,
+            prior_source='rpn_head.prior_generator',
+            adapter_init_std=1e-4,
+            loss_weight=0.01,
+            student='s_fpn',
+            teacher='t_fpn',
+            schedule=dict(start_iter=400))))
 # stop on a non-finite loss (task or distillation) before that iteration's checkpoint
 default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook'))

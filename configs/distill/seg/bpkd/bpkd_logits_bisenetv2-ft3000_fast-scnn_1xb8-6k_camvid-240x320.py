@@ -9,6 +9,13 @@ _base_ = ['../cwd/cwd_logits_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.p
 model = dict(
     losses=dict(
         _delete_=True,
-        loss_bpkd=dict(type='BPKDLoss', edge_width=3, ignore_index=255,
-                       edge_tau=1.0, edge_weight=10.0, body_tau=4.0, body_weight=3.0,
-                       student='s_logits', teacher='t_logits')))
+        loss_bpkd=dict(
+            type='BPKDLoss',
+            edge_width=3,
+            ignore_index=255,
+            edge_tau=1.0,
+            edge_weight=10.0,
+            body_tau=4.0,
+            body_weight=3.0,
+            student='s_logits',
+            teacher='t_logits')))

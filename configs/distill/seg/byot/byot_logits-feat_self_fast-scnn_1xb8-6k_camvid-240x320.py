@@ -21,26 +21,32 @@
 # our mean at 8x128x30x40 elements), the shallow classifier reads the 32-ch feature, not the
 # connector's output; 2 shallow heads (the sections of Fast-SCNN) instead of 3. alpha, T from the
 # code's defaults; lambda chosen for the mean form, not tuned.
-_base_ = ['../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
-          '../../../_base_/distill_runtime.py']
+_base_ = [
+    '../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py', '../../../_base_/distill_runtime.py'
+]
 model = dict(
     _delete_=True,
     type='Distiller',
     student={{_base_.model}},  # the student config of _base_
     taps=dict(
-        t_logits='student:decode_head.conv_seg', t_feat='student:decode_head.convs',
-        s_logits0='student:auxiliary_head.0.conv_seg', s_feat0='student:auxiliary_head.0.convs',
-        s_logits1='student:auxiliary_head.1.conv_seg', s_feat1='student:auxiliary_head.1.convs'),
+        t_logits='student:decode_head.conv_seg',
+        t_feat='student:decode_head.convs',
+        s_logits0='student:auxiliary_head.0.conv_seg',
+        s_feat0='student:auxiliary_head.0.convs',
+        s_logits1='student:auxiliary_head.1.conv_seg',
+        s_feat1='student:auxiliary_head.1.convs'),
     connectors=dict(
         s_logits1=dict(type='ResizeConnector', like='t_logits'),
         s_feat0=dict(type='ConvBNConnector', in_channels=32, out_channels=128),
-        s_feat1=[dict(type='ConvBNConnector', in_channels=32, out_channels=128),
-                 dict(type='ResizeConnector', like='t_feat')]),
+        s_feat1=[
+            dict(type='ConvBNConnector', in_channels=32, out_channels=128),
+            dict(type='ResizeConnector', like='t_feat')
+        ]),
     losses=dict(
-        loss_kd0=dict(type='PixelWiseKD', tau=3.0, loss_weight=0.1,
-                      student='s_logits0', teacher='t_logits'),
-        loss_kd1=dict(type='PixelWiseKD', tau=3.0, loss_weight=0.1,
-                      student='s_logits1', teacher='t_logits'),
+        loss_kd0=dict(
+            type='PixelWiseKD', tau=3.0, loss_weight=0.1, student='s_logits0', teacher='t_logits'),
+        loss_kd1=dict(
+            type='PixelWiseKD', tau=3.0, loss_weight=0.1, student='s_logits1', teacher='t_logits'),
         loss_hint0=dict(type='FitNetsLoss', loss_weight=1.0, student='s_feat0', teacher='t_feat'),
         loss_hint1=dict(type='FitNetsLoss', loss_weight=1.0, student='s_feat1', teacher='t_feat')))
 custom_hooks = [dict(type='StudentCheckpointHook', interval=400)]

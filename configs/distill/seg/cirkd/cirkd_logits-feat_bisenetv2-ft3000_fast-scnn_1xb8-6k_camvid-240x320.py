@@ -16,19 +16,33 @@
 # terms (9600 anchors x 4103 pixel entries x 1024 channels, twice) and the 1024-channel head.
 _base_ = ['../cwd/cwd_logits_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py']
 model = dict(
-    taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
-              s_embed='student:decode_head.conv_seg#in', t_embed='teacher:decode_head.conv_seg#in'),
+    taps=dict(
+        s_logits='student:decode_head.conv_seg',
+        t_logits='teacher:decode_head.conv_seg',
+        s_embed='student:decode_head.conv_seg#in',
+        t_embed='teacher:decode_head.conv_seg#in'),
     losses=dict(
         _delete_=True,
-        loss_kd=dict(type='HintonKD', tau=1.0, loss_weight=1.0,
-                     student='s_logits', teacher='t_logits'),
-        loss_cirkd=dict(type='CIRKDLoss', num_classes=11, student_channels=128,
-                        teacher_channels=1024, ignore_index=255,
-                        minibatch_weight=1.0, memory_pixel_weight=0.1, memory_region_weight=0.1,
-                        minibatch_tau=0.1, contrast_tau=0.1, contrast_kd_tau=1.0,
-                        pixel_memory_size=2560, region_memory_size=256,
-                        pixel_contrast_size=4096, region_contrast_size=1024,
-                        pixel_update_freq=16, minibatch_pool=2,
-                        student='s_embed', teacher='t_embed')))
-custom_hooks = [dict(type='StudentCheckpointHook', interval=400),
-                dict(type='MemoryBankCheckHook')]
+        loss_kd=dict(
+            type='HintonKD', tau=1.0, loss_weight=1.0, student='s_logits', teacher='t_logits'),
+        loss_cirkd=dict(
+            type='CIRKDLoss',
+            num_classes=11,
+            student_channels=128,
+            teacher_channels=1024,
+            ignore_index=255,
+            minibatch_weight=1.0,
+            memory_pixel_weight=0.1,
+            memory_region_weight=0.1,
+            minibatch_tau=0.1,
+            contrast_tau=0.1,
+            contrast_kd_tau=1.0,
+            pixel_memory_size=2560,
+            region_memory_size=256,
+            pixel_contrast_size=4096,
+            region_contrast_size=1024,
+            pixel_update_freq=16,
+            minibatch_pool=2,
+            student='s_embed',
+            teacher='t_embed')))
+custom_hooks = [dict(type='StudentCheckpointHook', interval=400), dict(type='MemoryBankCheckHook')]

@@ -6,15 +6,24 @@
 # (1/8 of the input: 30 x 40 for 240x320 crops), the pixels of the whole batch as rows. The
 # official 0.4 x DIST on the auxiliary head is left out (the teacher's aux heads do not match
 # the student's).
-_base_ = ['../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
-          '../../../_base_/teachers/bisenetv2-ft3000_camvid-240x320.py',
-          '../../../_base_/distill_runtime.py']
+_base_ = [
+    '../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
+    '../../../_base_/teachers/bisenetv2-ft3000_camvid-240x320.py',
+    '../../../_base_/distill_runtime.py'
+]
 model = dict(
     _delete_=True,
     type='Distiller',
     student='configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
     teacher={{_base_.teacher}},
     taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg'),
-    losses=dict(loss_dist=dict(type='DISTLoss', tau=1.0, beta=1.0, gamma=1.0, loss_weight=1.0,
-                               student='s_logits', teacher='t_logits')))
+    losses=dict(
+        loss_dist=dict(
+            type='DISTLoss',
+            tau=1.0,
+            beta=1.0,
+            gamma=1.0,
+            loss_weight=1.0,
+            student='s_logits',
+            teacher='t_logits')))
 custom_hooks = [dict(type='StudentCheckpointHook', interval=400)]

@@ -5,16 +5,18 @@
 # (other member detached; the paper's T = 1, per-pixel KL averaged over pixels by HintonKD).
 # Validation / `mim test` measure member `a` (--cfg-options model.eval_member=b for the other);
 # export one member: tools/model_converters/extract_student.py iter_N.pth a.pth --member a.
-_base_ = ['../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
-          '../../../_base_/distill_runtime.py']
+_base_ = [
+    '../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py', '../../../_base_/distill_runtime.py'
+]
 model = dict(
     _delete_=True,
     type='CohortDistiller',
-    members=dict(a='configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
-                 b='configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py'),
+    members=dict(
+        a='configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
+        b='configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py'),
     taps=dict(a_logits='a:decode_head.conv_seg', b_logits='b:decode_head.conv_seg'),
-    losses=dict(loss_dml=dict(type='HintonKD', tau=1.0, loss_weight=1.0,
-                              mutual=['a_logits', 'b_logits'])),
+    losses=dict(
+        loss_dml=dict(type='HintonKD', tau=1.0, loss_weight=1.0, mutual=['a_logits', 'b_logits'])),
     eval_member='a')
 optim_wrapper = dict(  # one optimizer per member (the baseline's own), saved and resumed
     _delete_=True,

@@ -10,8 +10,10 @@
 #      named by the stage-2 recipe ka_head-feat_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py
 # Measured: ~3.3 s/iteration (5 iterations, OMP_NUM_THREADS=1, nice 10, 2 dataloader workers,
 # beside another training on this 2-core CPU; load average ~6), so ~17 min for 300 iterations.
-_base_ = ['../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
-          '../../../_base_/teachers/bisenetv2-ft3000_camvid-240x320.py']
+_base_ = [
+    '../../../fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py',
+    '../../../_base_/teachers/bisenetv2-ft3000_camvid-240x320.py'
+]
 model = dict(
     _delete_=True,
     type='KATeacherAutoEncoder',
@@ -21,10 +23,13 @@ model = dict(
     autoencoder=dict(channels=(256, 256, 128), strides=(2, 1, 1)),
     loss=dict(type='KAReconstructionLoss', reg_weight=1e-7))
 max_iters = 300
-optim_wrapper = dict(_delete_=True, type='OptimWrapper',
-                     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4))
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [
-    dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)]
+    dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)
+]
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
 val_dataloader = None
 val_cfg = None
@@ -32,5 +37,5 @@ val_evaluator = None
 test_dataloader = None
 test_cfg = None
 test_evaluator = None
-default_hooks = dict(checkpoint=dict(interval=max_iters, max_keep_ckpts=1, save_last=True),
-                     logger=dict(interval=10))
+default_hooks = dict(
+    checkpoint=dict(interval=max_iters, max_keep_ckpts=1, save_last=True), logger=dict(interval=10))

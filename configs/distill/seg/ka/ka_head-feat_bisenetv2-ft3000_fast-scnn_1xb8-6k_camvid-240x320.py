@@ -15,17 +15,18 @@ _base_ = ['../cwd/cwd_logits_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.p
 stage1 = ('work_dirs/ka-stage1_head-feat_bisenetv2-ft3000_1xb8-300_camvid-240x320/'
           'iter_300.pth')
 model = dict(
-    taps=dict(_delete_=True,
-              s_ad='student:decode_head.dropout#in', s_aff='student:decode_head.dropout#in',
-              t_feat='teacher:decode_head.conv_seg#in'),
+    taps=dict(
+        _delete_=True,
+        s_ad='student:decode_head.dropout#in',
+        s_aff='student:decode_head.dropout#in',
+        t_feat='teacher:decode_head.conv_seg#in'),
     connectors=dict(
         t_feat=dict(type='KAEncoderConnector', checkpoint=stage1),
         s_ad=dict(type='KAAdapter', in_channels=128, out_channels=128, stride=2),
-        s_aff=dict(type='KAAdapter', in_channels=128, out_channels=128, stride=2, norm=False,
-                   relu=False)),
+        s_aff=dict(
+            type='KAAdapter', in_channels=128, out_channels=128, stride=2, norm=False, relu=False)),
     losses=dict(
         _delete_=True,
-        loss_adapt=dict(type='KAAdaptationLoss', p=1, q=2, loss_weight=50.0,
-                        student='s_ad', teacher='t_feat'),
-        loss_aff=dict(type='KAAffinityLoss', loss_weight=1.0, student='s_aff',
-                      teacher='t_feat')))
+        loss_adapt=dict(
+            type='KAAdaptationLoss', p=1, q=2, loss_weight=50.0, student='s_ad', teacher='t_feat'),
+        loss_aff=dict(type='KAAffinityLoss', loss_weight=1.0, student='s_aff', teacher='t_feat')))

@@ -11,20 +11,28 @@
 # - the first epoch steps only the connectors (46 iterations = 367 images / batch 8), the student
 #   stays in train mode (its BN statistics move): freeze_student with modules=[''], norm_eval=False.
 # The student's BN-tapped feature is cloned by the tap, so its in-place ReLU does not change it.
-_base_ = ['../../../fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
-          '../../../_base_/teachers/bisenetv2_camvid-240x320.py',
-          '../../../_base_/distill_runtime.py']
+_base_ = [
+    '../../../fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
+    '../../../_base_/teachers/bisenetv2_camvid-240x320.py', '../../../_base_/distill_runtime.py'
+]
 model = dict(
     _delete_=True,
     type='Distiller',
     student={{_base_.model}},  # the student config of _base_
     teacher={{_base_.teacher}},
-    taps=dict(s_feat='student:decode_head.convs.1.pointwise_conv.bn',
-              t_feat='teacher:decode_head.convs.0.bn'),
-    connectors=dict(s_feat=dict(type='ConvBNConnector', in_channels=128, out_channels=1024,
-                                init='kaiming_fan_out')),
-    losses=dict(loss_ofd=dict(type='OFDLoss', teacher_bn='decode_head.convs.0.bn',
-                              loss_weight=1e-5 / 16, student='s_feat', teacher='t_feat')),
+    taps=dict(
+        s_feat='student:decode_head.convs.1.pointwise_conv.bn',
+        t_feat='teacher:decode_head.convs.0.bn'),
+    connectors=dict(
+        s_feat=dict(
+            type='ConvBNConnector', in_channels=128, out_channels=1024, init='kaiming_fan_out')),
+    losses=dict(
+        loss_ofd=dict(
+            type='OFDLoss',
+            teacher_bn='decode_head.convs.0.bn',
+            loss_weight=1e-5 / 16,
+            student='s_feat',
+            teacher='t_feat')),
     freeze_student=dict(modules=[''], iters=46, norm_eval=False))
 optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'connectors': dict(lr_mult=10.0)}))
 custom_hooks = [dict(type='StudentCheckpointHook', interval=500)]

@@ -10,30 +10,45 @@
 # training-time dropout of the student is not distilled; the teacher runs in eval mode.
 # Deviation: the critic is rtkd's ScoreMapCritic, not the official SAGAN-style net (HolisticKD).
 # BiSeNetV2 (shared CamVid teacher) -> the project's Fast-SCNN, CamVid 360x480, 2k iterations.
-_base_ = ['../../../fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
-          '../../../_base_/teachers/bisenetv2_camvid-240x320.py',
-          '../../../_base_/distill_runtime.py']
+_base_ = [
+    '../../../fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
+    '../../../_base_/teachers/bisenetv2_camvid-240x320.py', '../../../_base_/distill_runtime.py'
+]
 model = dict(
     _delete_=True,
     type='Distiller',
     student='configs/fast_scnn/fast-scnn_1xb8-2k_camvid-360x480.py',
     teacher={{_base_.teacher}},
-    taps=dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg',
-              s_feat='student:decode_head.dropout#in', t_feat='teacher:decode_head.conv_seg#in'),
+    taps=dict(
+        s_logits='student:decode_head.conv_seg',
+        t_logits='teacher:decode_head.conv_seg',
+        s_feat='student:decode_head.dropout#in',
+        t_feat='teacher:decode_head.conv_seg#in'),
     losses=dict(
-        loss_pi=dict(type='PixelWiseKD', tau=1.0, reduction='sum_batch', loss_weight=10.0,
-                     student='s_logits', teacher='t_logits'),
-        loss_pa=dict(type='PairWiseKD', scale=0.5, loss_weight=0.5,
-                     student='s_feat', teacher='t_feat'),
-        loss_hkd=dict(type='HolisticKD', num_classes=11, loss_weight=0.1,
-                      student='s_logits', teacher='t_logits')))
+        loss_pi=dict(
+            type='PixelWiseKD',
+            tau=1.0,
+            reduction='sum_batch',
+            loss_weight=10.0,
+            student='s_logits',
+            teacher='t_logits'),
+        loss_pa=dict(
+            type='PairWiseKD', scale=0.5, loss_weight=0.5, student='s_feat', teacher='t_feat'),
+        loss_hkd=dict(
+            type='HolisticKD',
+            num_classes=11,
+            loss_weight=0.1,
+            student='s_logits',
+            teacher='t_logits')))
 # Student: the Fast-SCNN recipe's SGD; critic: the official SGD (lr 4e-4) at a constant lr.
 optim_wrapper = dict(
     _delete_=True,
     constructor='DistillOptimWrapperConstructor',
     student={{_base_.optim_wrapper}},  # the student recipe's own optimizer
-    discriminator=dict(type='OptimWrapper',
-                       optimizer=dict(type='SGD', lr=4e-4, momentum=0.9, weight_decay=5e-4)))
-param_scheduler = dict(_delete_=True, student={{_base_.param_scheduler}},
-                       discriminator=[dict(type='ConstantLR', factor=1.0, by_epoch=False)])
+    discriminator=dict(
+        type='OptimWrapper', optimizer=dict(type='SGD', lr=4e-4, momentum=0.9, weight_decay=5e-4)))
+param_scheduler = dict(
+    _delete_=True,
+    student={{_base_.param_scheduler}},
+    discriminator=[dict(type='ConstantLR', factor=1.0, by_epoch=False)])
 custom_hooks = [dict(type='StudentCheckpointHook', interval=500)]
