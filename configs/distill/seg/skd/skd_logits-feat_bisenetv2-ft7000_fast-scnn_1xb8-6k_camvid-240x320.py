@@ -1,39 +1,10 @@
-# SKD (Liu et al., CVPR 2019) for the converged CamVid benchmark with the ft7000 BiSeNetV2 teacher
-# -> the project's Fast-SCNN 6k baseline recipe; the official code's settings, as in
-# skd_logits-feat_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py: pixel-wise KL x 10
-# (sum over batch / (H*W)), pair-wise x 0.5 (pool scale 0.5) on the classifier inputs, holistic
-# WGAN-GP x 0.1 with an SGD critic (lr 4e-4, constant). Live teacher; *_geo-cache.py reads a cache.
-_base_ = ['../cwd/cwd_logits_bisenetv2-ft7000_fast-scnn_1xb8-6k_camvid-240x320.py']
-model = dict(
-    taps=dict(
-        s_logits='student:decode_head.conv_seg',
-        t_logits='teacher:decode_head.conv_seg',
-        s_feat='student:decode_head.dropout#in',
-        t_feat='teacher:decode_head.conv_seg#in'),
-    losses=dict(
-        _delete_=True,
-        loss_pi=dict(
-            type='PixelWiseKD',
-            tau=1.0,
-            reduction='sum_batch',
-            loss_weight=10.0,
-            student='s_logits',
-            teacher='t_logits'),
-        loss_pa=dict(
-            type='PairWiseKD', scale=0.5, loss_weight=0.5, student='s_feat', teacher='t_feat'),
-        loss_hkd=dict(
-            type='HolisticKD',
-            num_classes=11,
-            loss_weight=0.1,
-            student='s_logits',
-            teacher='t_logits')))
-optim_wrapper = dict(
-    _delete_=True,
-    constructor='DistillOptimWrapperConstructor',
-    student={{_base_.optim_wrapper}},  # the student recipe's own optimizer
-    discriminator=dict(
-        type='OptimWrapper', optimizer=dict(type='SGD', lr=4e-4, momentum=0.9, weight_decay=5e-4)))
-param_scheduler = dict(
-    _delete_=True,
-    student={{_base_.param_scheduler}},
-    discriminator=[dict(type='ConstantLR', factor=1.0, by_epoch=False)])
+# SKD for the converged CamVid benchmark: BiSeNetV2 continued to 7000 iterations
+# (configs/_base_/teachers/bisenetv2-ft7000_camvid-240x320.py) -> the project's Fast-SCNN 6k
+# baseline recipe. Losses (the official code's settings), critic optimizer and student side:
+# configs/_base_/distill/skd-logits-feat_fast-scnn_1xb8-6k_*. Live teacher; *_geo-cache.py (where
+# present) reads a cache.
+_base_ = [
+    '../../../_base_/distill/skd-logits-feat_fast-scnn_1xb8-6k_camvid-240x320.py',
+    '../../../_base_/teachers/bisenetv2-ft7000_camvid-240x320.py'
+]
+model = dict(teacher={{_base_.teacher}})
