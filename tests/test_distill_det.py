@@ -422,6 +422,70 @@ def test_det_runner_train_test_and_student_export(tiny_coco, det_teacher, tmp_pa
 
 
 # ---------------------------------------------------------------------------------------------
+# teacher-output cache for detectors: FPN tuple taps, mmdet pipelines
+# ---------------------------------------------------------------------------------------------
+def det_cache_config(tmp_path, tiny_coco, det_teacher, scale=(96, 96)) -> Config:
+    """The runner recipe (FGFI on the FPN tuple + CWD per level) at a 1.5x pipeline resize."""
+    cfg = Config.fromfile(
+        det_runner_config(
+            str(tmp_path / 'kd.py'), tiny_coco, str(tmp_path / 'work'), det_distiller(det_teacher)))
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    assert pipeline[2].type == 'Resize'
+    pipeline[2].scale = scale
+    return cfg
+
+
+def test_det_geometric_cache_at_the_pipeline_resize_matches_the_live_teacher(
+        tiny_coco, det_teacher, tmp_path):
+    """``--scales pipeline``: every image cached at the training pipeline's own Resize (mmdet's
+    fixed-scale pipelines), tuple taps stored level by level; the replay then equals the live
+    teacher on augmented (flipped) batches to fp16 precision, and trains through the Runner
+    without building the teacher. A fixed factor (1.0) has to resample and differs."""
+    from rtkd.distill.cache_builder import build_geometric, check_cache
+    cfg = det_cache_config(tmp_path, tiny_coco, det_teacher)
+    out = str(tmp_path / 'cache')
+    manifest = build_geometric(cfg, out, scales=['pipeline'], flip=True)
+    assert manifest['scales'] == ['pipeline'] and manifest['status'] == 'complete'
+    assert len(manifest['taps']['t_fpn']['parts']) == 5 and 'channels' in manifest['taps']['t_p0']
+    res = check_cache(cfg, out, batches=2)
+    assert set(res) == {f't_fpn#{i}' for i in range(5)} | {f't_p{i}' for i in range(5)}
+    assert all(r['rel_l2'] < 2e-3 for r in res.values()), res
+    fixed = str(tmp_path / 'cache-1.0')
+    build_geometric(cfg, fixed, scales=[1.0], flip=True)
+    assert check_cache(cfg, fixed, batches=2)['t_p0']['rel_l2'] > 20 * res['t_p0']['rel_l2']
+
+    cfg.model.teacher.cache = dict(dir=out)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    assert model.teacher_cache is not None and not model._teacher
+    scalars = runner.message_hub.log_scalars
+    assert np.isfinite(scalars['train/loss_fgfi'].current())
+    assert np.isfinite(scalars['train/loss_cwd_p4'].current())
+
+
+def test_det_exact_cache_with_tuple_taps_matches_the_live_teacher(tiny_coco, det_teacher, tmp_path):
+    from rtkd.distill.cache_builder import build_exact, check_cache
+    cfg = det_cache_config(tmp_path, tiny_coco, det_teacher)
+    out = str(tmp_path / 'exact')
+    build_exact(cfg, out, iters=2)
+    res = check_cache(cfg, out, batches=2)
+    assert len(res) == 10 and all(r['rel_l2'] < 2e-3 for r in res.values()), res
+
+
+def test_det_pipeline_scale_needs_a_deterministic_resize(tiny_coco, det_teacher, tmp_path):
+    from rtkd.distill.cache_builder import build_geometric
+    from rtkd.distill.teacher_cache import TeacherCacheError
+    cfg = det_cache_config(tmp_path, tiny_coco, det_teacher)
+    cfg.train_dataloader.dataset.pipeline[2] = dict(
+        type='RandomResize', scale=(96, 96), ratio_range=(0.5, 2.0), keep_ratio=True)
+    with pytest.raises(TeacherCacheError, match='must be deterministic.*RandomResize'):
+        build_geometric(cfg, str(tmp_path / 'c'), scales=['pipeline'])
+    with pytest.raises(TeacherCacheError, match='cannot be mixed'):
+        build_geometric(cfg, str(tmp_path / 'c'), scales=['pipeline', 1.0])
+
+
+# ---------------------------------------------------------------------------------------------
 # shipped recipes build (teachers are OpenMMLab URLs: unreachable here, so build with
 # checkpoint=None and check the URL separately)
 # ---------------------------------------------------------------------------------------------

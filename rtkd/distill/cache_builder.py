@@ -20,9 +20,10 @@ from torch import Tensor
 from ..version import __version__
 from .losses.pixel_wise_kd import pixel_divergence
 from .teacher import teacher_identity
-from .teacher_cache import (CACHE_FORMAT, MANIFEST, TeacherCache, TeacherCacheError,
-                            check_pipeline_replayable, encode_tap, entry_key, input_fingerprint,
-                            read_manifest, save_arrays, scale_tag, text_digest, write_manifest)
+from .teacher_cache import (CACHE_FORMAT, MANIFEST, PIPELINE_SCALE, TeacherCache, TeacherCacheError,
+                            check_pipeline_replayable, encode_tap, entry_key, flatten_taps,
+                            input_fingerprint, read_manifest, save_arrays, scale_tag, tap_parts,
+                            text_digest, write_manifest)
 
 _IDENTITY_KEYS = ('mode', 'teacher_config', 'teacher_checkpoint_sha256', 'taps_text', 'dataset',
                   'scales', 'flip', 'topk', 'dtype', 'pipeline', 'seed', 'batch_size', 'world_size')
@@ -106,7 +107,7 @@ def recipe_identity(cfg: Config,
         topk=topk,
         dtype=dtype)
     if mode == 'geometric':
-        out.update(scales=[float(s) for s in scales], flip=bool(flip))
+        out.update(scales=_scales(scales), flip=bool(flip))
     else:
         _, world = _dist_info()
         out.update(
@@ -115,6 +116,38 @@ def recipe_identity(cfg: Config,
             world_size=int(world),
             iters=int(iters))
     return out
+
+
+def _scales(scales) -> list:
+    """``[float, ...]`` or ``['pipeline']`` (the training pipeline's own resize)."""
+    scales = list(scales)
+    if PIPELINE_SCALE in scales:
+        if len(scales) != 1:
+            raise TeacherCacheError(f"geometric cache scales: {PIPELINE_SCALE!r} (the training "
+                                    'pipeline\'s own resize) cannot be mixed with factors; give '
+                                    f'--scales {PIPELINE_SCALE} or factors only.')
+        return [PIPELINE_SCALE]
+    try:
+        return [float(s) for s in scales]
+    except (TypeError, ValueError):
+        raise TeacherCacheError(f'geometric cache scales must be resize factors or '
+                                f'{PIPELINE_SCALE!r}, got {scales!r}.') from None
+
+
+def _pipeline_resize(pipeline: Sequence[dict]) -> List[dict]:
+    """The training pipeline's resize for ``scales=['pipeline']``: deterministic only."""
+    kinds = [t.get('type') for t in pipeline]
+    random = [k for k in kinds if k in ('RandomResize', 'RandomChoiceResize')]
+    if random:
+        raise TeacherCacheError(f'--scales {PIPELINE_SCALE} caches each image at the training '
+                                f"pipeline's own resize, which must be deterministic; the "
+                                f'pipeline has {", ".join(random)}: give resize factors '
+                                '(--scales 0.5 1 1.5 2) instead.')
+    resize = [dict(t) for t in pipeline if t.get('type') == 'Resize']
+    if not resize:
+        raise TeacherCacheError(f'--scales {PIPELINE_SCALE}: the training pipeline has no Resize; '
+                                'give resize factors (--scales 1.0) instead.')
+    return resize
 
 
 def _prepare_out(out: str, identity: dict, overwrite: bool) -> Optional[dict]:
@@ -176,7 +209,7 @@ def _backend_fields(run, backend: str, old: Optional[dict]) -> dict:
 def _probe_shapes(model, size) -> Dict[str, list]:
     """The teacher taps' sizes for a training batch of ``size`` (h, w) (zeros input)."""
     x = torch.zeros(1, 3, int(size[0]), int(size[1]))
-    rec = model._run_teacher(x, None)
+    rec = flatten_taps(model._run_teacher(x, None))
     return {k: list(v.shape[-2:]) for k, v in rec.items()}
 
 
@@ -222,6 +255,9 @@ def build_geometric(cfg: Config,
     t0 = time.time()
     rank, world = _dist_info()
     check_pipeline_replayable(cfg.train_dataloader.dataset.get('pipeline', []))
+    scales = _scales(scales)
+    resize = _pipeline_resize(cfg.train_dataloader.dataset.get('pipeline', [])) \
+        if scales == [PIPELINE_SCALE] else None
     model = build_live_distiller(cfg)
     run = teacher_runner(model, backend, onnx_tol)
     ds_cfg = _train_dataset_cfg(cfg)
@@ -232,7 +268,8 @@ def build_geometric(cfg: Config,
     scope = cfg.get('default_scope', 'mmseg')
     with DefaultScope.overwrite_default_scope(scope):
         base = DATASETS.build(dict(ds_cfg, pipeline=[]))
-    img_dir = osp.abspath(base.data_prefix.get('img_path', base.data_root or ''))
+    prefix = base.data_prefix.get('img_path') or base.data_prefix.get('img')  # mmseg / mmdet
+    img_dir = osp.abspath(prefix or base.data_root or '')
     files = [
         osp.relpath(osp.abspath(base.get_data_info(i)['img_path']), img_dir)
         for i in range(len(base))
@@ -256,7 +293,7 @@ def build_geometric(cfg: Config,
             write_manifest(out, manifest)
     _barrier()
 
-    variants = [(float(s), f) for s in scales for f in ((False, True) if flip else (False, ))]
+    variants = [(s, f) for s in scales for f in ((False, True) if flip else (False, ))]
     todo = []
     for i, rel in enumerate(files):
         if i % world != rank:
@@ -273,11 +310,14 @@ def build_geometric(cfg: Config,
     pipelines = {}
     with DefaultScope.overwrite_default_scope(scope):
         from mmengine.dataset import Compose
+        pack = 'PackDetInputs' if scope == 'mmdet' else 'PackSegInputs'
         for s, f in variants:
-            pipe = loading + [dict(type='Resize', scale_factor=s, keep_ratio=True)]
+            pipe = loading + (
+                resize
+                if s == PIPELINE_SCALE else [dict(type='Resize', scale_factor=s, keep_ratio=True)])
             if f:
                 pipe.append(dict(type='RandomFlip', prob=1.0, direction='horizontal'))
-            pipe.append(dict(type='PackSegInputs'))
+            pipe.append(dict(type=pack))
             pipelines[(s, f)] = Compose(pipe)
         bar = ProgressBar(len(todo)) if todo and rank == 0 else None
         pending: List[tuple] = []
@@ -295,7 +335,7 @@ def build_geometric(cfg: Config,
                     '__img_shape': np.array(meta['img_shape'][:2], np.int64),
                     '__scale_factor': np.array(meta['scale_factor'][:2], np.float64)
                 }
-                for name, val in rec.items():
+                for name, val in flatten_taps(rec).items():
                     for suffix, arr in encode_tap(val[k], topk, dtype).items():
                         arrays[name + suffix] = arr
                 save_arrays(path, arrays)
@@ -323,8 +363,8 @@ def build_geometric(cfg: Config,
         probe = _probe_shapes(model, size) if size else {}
         for name, meta in taps_meta.items():
             meta['text'] = identity['taps_text'][name]
-            if size:
-                meta['probe'] = {f'{size[0]}x{size[1]}': probe[name]}
+            for key, part in tap_parts(taps_meta, name) if size else ():
+                part['probe'] = {f'{size[0]}x{size[1]}': probe[key]}
         manifest.update(_backend_fields(run, backend, old))
         done = len([n for n in os.listdir(osp.join(out, 'entries')) if n.endswith('.npz')])
         _finish(out, manifest, taps_meta, done, 'entries', t0)
@@ -335,10 +375,15 @@ def build_geometric(cfg: Config,
 
 
 def _tap_facts(rec: Dict[str, Tensor], inputs: Tensor, texts: Optional[dict] = None) -> dict:
-    """Manifest facts of each recorded teacher tap: channels and stride w.r.t. the input."""
+    """Manifest facts of each recorded teacher tap: channels and stride w.r.t. the input
+    (``parts``, one such dict per element, for a tuple tap)."""
     h, w = inputs.shape[-2:]
+
+    def one(v):
+        return dict(channels=int(v.shape[1]), stride=[h / v.shape[-2], w / v.shape[-1]])
+
     facts = {
-        n: dict(channels=int(v.shape[1]), stride=[h / v.shape[-2], w / v.shape[-1]])
+        n: dict(parts=[one(p) for p in v]) if isinstance(v, (tuple, list)) else one(v)
         for n, v in rec.items()
     }
     for n in facts if texts else ():
@@ -449,7 +494,7 @@ def build_exact(cfg: Config,
                     '__fingerprint': input_fingerprint(inputs).numpy(),
                     '__img_path': np.array([str(s.metainfo.get('img_path', '')) for s in samples])
                 }
-                for name, val in rec.items():
+                for name, val in flatten_taps(rec).items():
                     for suffix, arr in encode_tap(val, topk, dtype).items():
                         arrays[name + suffix] = arr
                 save_arrays(path, arrays)
@@ -505,9 +550,10 @@ def check_cache(cfg: Config, folder: str, batches: int = 4) -> Dict[str, dict]:
             stream = iter(Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=seed))
     names = [sp.name for sp in model._teacher_specs]
     cache = TeacherCache(folder, dict(taps={sp.name: sp.text for sp in model._teacher_specs}))
+    stored = [k for n in names for k, _ in tap_parts(cache.taps, n)]  # n#i for tuple taps
     acc: Dict[str, dict] = {
         n: dict(agree=0.0, agree_all=0.0, kl=0.0, num=0.0, den=0.0, max_abs=0.0, n=0)
-        for n in names
+        for n in stored
     }
     from mmengine.dist import get_rank
     for it in range(batches):
@@ -515,12 +561,13 @@ def check_cache(cfg: Config, folder: str, batches: int = 4) -> Dict[str, dict]:
         with torch.no_grad():
             data = model.data_preprocessor(batch, True)
             inputs, samples = data['inputs'], data['data_samples']
-            live = model._run_teacher(inputs, samples)
+            live = flatten_taps(model._run_teacher(inputs, samples))
             if cache.mode == 'exact':
                 cached = cache.exact(names, it, get_rank(), inputs, samples)
             else:
                 cached = cache.geometric(names, samples, tuple(inputs.shape[-2:]), inputs.device)
-        for n in names:
+            cached = flatten_taps(cached)
+        for n in stored:
             lv, cv = live[n].float(), cached[n].float()
             valid = _valid_mask(samples, tuple(inputs.shape[-2:]), lv.shape[-2:]) \
                 if lv.dim() == 4 else torch.ones(lv.shape[0], 1, 1, dtype=torch.bool)

@@ -12,9 +12,13 @@ Two modes (``manifest.json`` says which):
   to the sample's resize factor (the mirrored one for a flipped sample) is put through the
   sample's own resize, crop box and flip (recorded in its meta by ``RecordedRandomCrop`` /
   ``RandomFlip`` / ``Resize``) with one bilinear ``grid_sample``, so it lines up with the
-  student's tap pixel for pixel. Photometric augmentation (``PhotoMetricDistortion``) is *not*
-  replayed: the cached teacher saw the undistorted image. For a teacher that commutes with
-  resize/crop/flip (e.g. a 1x1 conv) the replay equals the live teacher exactly.
+  student's tap pixel for pixel. ``scales=['pipeline']`` caches every image at the training
+  pipeline's own deterministic ``Resize`` instead (mmdet's ``Resize(scale=(1333, 800),
+  keep_ratio=True)``: one factor per image), so for a pipeline of that resize and a flip the
+  replay is the identity (up to the live teacher's response to batch padding). Photometric
+  augmentation (``PhotoMetricDistortion``) is *not* replayed: the cached teacher saw the
+  undistorted image. For a teacher that commutes with resize/crop/flip (e.g. a 1x1 conv) the
+  replay equals the live teacher exactly.
 * **exact**: the training stream is deterministic for a fixed seed (sampler order and
   augmentation, mmengine seeds the workers), so the teacher taps of exactly the batches the
   student will see, ``--exact --iters N``, are stored by iteration (and rank) and looked up by
@@ -22,6 +26,9 @@ Two modes (``manifest.json`` says which):
   means of two halves of the preprocessed image) is stored with them and checked on every
   lookup, so a stream that differs (other seed, batch size, pipeline, world size) stops with an
   error instead of training on wrong targets. Targets equal the live teacher's to fp16 precision.
+
+Taps whose value is a tuple of maps (``'teacher:neck'``: the FPN levels) are stored level by level
+(``name#i``) and read back as a tuple.
 
 Storage: fp16 (``--dtype float32`` for bit-equal targets); logits may be stored as their top-k
 classes (``topk=k``) plus one value per pixel for the other classes,
@@ -51,7 +58,10 @@ MODES = ('geometric', 'exact')
 GEOMETRIC_TRANSFORMS = ('Resize', 'RandomResize', 'RandomChoiceResize', 'RecordedRandomCrop',
                         'RandomFlip')
 IGNORED_TRANSFORMS = ('LoadImageFromFile', 'LoadAnnotations', 'PhotoMetricDistortion',
-                      'PackSegInputs', 'CheckSegMapSize', 'LoadBiomedicalImageFromFile')
+                      'PackSegInputs', 'CheckSegMapSize', 'LoadBiomedicalImageFromFile',
+                      'PackDetInputs')
+#: the ``scales`` entry meaning "the training pipeline's own deterministic Resize"
+PIPELINE_SCALE = 'pipeline'
 
 
 class TeacherCacheError(ValueError):
@@ -127,9 +137,45 @@ def entry_key(rel_path: str) -> str:
     return stem.replace(os.sep, '__').replace('/', '__')
 
 
-def scale_tag(scale: float, flipped: bool) -> str:
-    """``'s1.000'`` / ``'s1.000f'`` (the flipped image)."""
-    return f's{scale:.3f}' + ('f' if flipped else '')
+def scale_tag(scale, flipped: bool) -> str:
+    """``'s1.000'`` / ``'s1.000f'`` (the flipped image); ``'spipeline'`` for the pipeline's
+    own resize."""
+    base = f's{scale}' if scale == PIPELINE_SCALE else f's{float(scale):.3f}'
+    return base + ('f' if flipped else '')
+
+
+def flatten_taps(rec: Dict[str, object]) -> Dict[str, Tensor]:
+    """Tap values as single maps: a tuple/list value ``v`` of tap ``n`` becomes ``n#0``, ``n#1``...
+
+    Args:
+        rec (dict): tap name -> Tensor or tuple/list of Tensors.
+
+    Returns:
+        dict[str, Tensor]: storage name -> map.
+    """
+    flat: Dict[str, Tensor] = {}
+    for name, val in rec.items():
+        if isinstance(val, (tuple, list)):
+            for i, part in enumerate(val):
+                if not isinstance(part, Tensor):
+                    raise TeacherCacheError(f'teacher tap {name!r} part {i} is a '
+                                            f'{type(part).__name__}; the cache stores tensors '
+                                            '(or tuples of tensors).')
+                flat[f'{name}#{i}'] = part
+        elif isinstance(val, Tensor):
+            flat[name] = val
+        else:
+            raise TeacherCacheError(f'teacher tap {name!r} is a {type(val).__name__}; the cache '
+                                    'stores tensors (or tuples of tensors): tap a tensor output.')
+    return flat
+
+
+def tap_parts(facts: dict, name: str) -> List[Tuple[str, dict]]:
+    """(storage name, facts) of every map of tap ``name`` (one, or one per tuple element)."""
+    meta = facts[name]
+    if 'parts' in meta:
+        return [(f'{name}#{i}', part) for i, part in enumerate(meta['parts'])]
+    return [(name, meta)]
 
 
 def input_fingerprint(inputs: Tensor) -> Tensor:
@@ -364,23 +410,43 @@ class TeacherCache:
             raise TeacherCacheError(f'cannot read teacher cache entry {path!r} ({e}); delete it '
                                     'and run tools/distill/cache_teacher.py again.') from e
 
-    def _pick_scale(self, sample_scale: float) -> float:
+    def _pick_scale(self, sample_scale: float):
         scales = self.manifest['scales']
+        if scales == [PIPELINE_SCALE]:
+            return PIPELINE_SCALE
         return min(scales, key=lambda c: abs(math.log(c) - math.log(max(sample_scale, 1e-6))))
 
-    def out_shape(self, tap: str, batch_hw: Tuple[int, int]) -> Tuple[int, int]:
-        """Size the live teacher's tap would have for a batch of ``batch_hw``."""
-        probe = self.taps[tap].get('probe', {})
+    def out_shape(self, tap, batch_hw: Tuple[int, int]) -> Tuple[int, int]:
+        """Size the live teacher's tap would have for a batch of ``batch_hw``.
+
+        Args:
+            tap (str | dict): tap name, or the facts of one stored map (see :func:`tap_parts`).
+            batch_hw (tuple): (padded) batch size (h, w).
+        """
+        facts = self.taps[tap] if isinstance(tap, str) else tap
+        probe = facts.get('probe', {})
         key = f'{batch_hw[0]}x{batch_hw[1]}'
         if key in probe:
             return tuple(probe[key])
-        sh, sw = self.taps[tap]['stride']
+        sh, sw = facts['stride']
         return (math.ceil(batch_hw[0] / sh), math.ceil(batch_hw[1] / sw))
+
+    def _assemble(self, tap_names: Sequence[str], maps: Dict[str, Tensor]) -> Dict[str, object]:
+        """Storage maps -> tap values (tuples for tuple taps)."""
+        out = {}
+        for t in tap_names:
+            parts = tap_parts(self.taps, t)
+            if 'parts' in self.taps[t]:
+                out[t] = tuple(maps[k] for k, _ in parts)
+            else:
+                out[t] = maps[t]
+        return out
 
     def geometric(self, tap_names: Sequence[str], data_samples: list, batch_hw: Tuple[int, int],
                   device) -> Dict[str, Tensor]:
         """Teacher targets for a batch by geometric replay (see the module docstring)."""
-        out: Dict[str, List[Tensor]] = {t: [] for t in tap_names}
+        stored = [p for t in tap_names for p in tap_parts(self.taps, t)]
+        out: Dict[str, List[Tensor]] = {k: [] for k, _ in stored}
         flip_cached = bool(self.manifest.get('flip'))
         for ds in data_samples:
             meta = ds.metainfo
@@ -393,9 +459,9 @@ class TeacherCache:
             arrays = self._load_entry(rel, scale, flipped)
             cache_img_hw = tuple(int(v) for v in arrays['__img_shape'])
             cache_scale_xy = tuple(float(v) for v in arrays['__scale_factor'])
-            for t in tap_names:
-                src = decode_tap(arrays, t, self.taps[t]['channels'])  # C x h x w
-                oh, ow = self.out_shape(t, batch_hw)
+            for t, facts in stored:
+                src = decode_tap(arrays, t, facts['channels'])  # C x h x w
+                oh, ow = self.out_shape(facts, batch_hw)
                 # a flipped sample reads the mirrored image's map (flip_cache) when cached
                 grid = replay_grid((oh, ow),
                                    batch_hw,
@@ -411,7 +477,7 @@ class TeacherCache:
                         mode='bilinear',
                         padding_mode='border',
                         align_corners=False)[0])
-        return {t: torch.stack(v).to(device) for t, v in out.items()}
+        return self._assemble(tap_names, {t: torch.stack(v).to(device) for t, v in out.items()})
 
     # -- exact ----------------------------------------------------------------------------------
     def check_length(self, max_iters: Optional[int]) -> None:
@@ -448,10 +514,12 @@ class TeacherCache:
                 f'{now!r} with other augmentation; the training stream differs from the cached '
                 f"one (cached with seed {m.get('seed')}, batch {m.get('batch_size')}, world size "
                 f"{m.get('world_size')}): use the cache's settings or rebuild it.")
-        return {
-            t: decode_tap(arrays, t, self.taps[t]['channels']).to(inputs.device)
+        maps = {
+            k: decode_tap(arrays, k, facts['channels']).to(inputs.device)
             for t in tap_names
+            for k, facts in tap_parts(self.taps, t)
         }
+        return self._assemble(tap_names, maps)
 
 
 def compare_fields(manifest: dict, expected: dict, where: str) -> None:

@@ -4,6 +4,7 @@ Build once, then train with ``teacher=dict(..., cache=dict(dir=DIR))`` in the re
 
     python tools/distill/cache_teacher.py RECIPE --out DIR [--scales 0.5 1 1.5 2] [--flip] \
         [--topk K]
+    python tools/distill/cache_teacher.py RECIPE --out DIR --scales pipeline --flip  # mmdet
     python tools/distill/cache_teacher.py RECIPE --out DIR --exact --iters N     # exact mode
     torchrun --nproc_per_node=2 tools/distill/cache_teacher.py RECIPE --out DIR --launcher pytorch
     python tools/distill/cache_teacher.py --check RECIPE DIR --batches K         # vs a live teacher
@@ -27,6 +28,16 @@ import sys
 from mmengine.config import Config, DictAction
 
 
+def scale_arg(text: str):
+    """A resize factor, or ``'pipeline'``."""
+    if text == 'pipeline':
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a resize factor nor 'pipeline'")
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('recipe', help='distillation recipe (a Distiller config)')
@@ -36,10 +47,11 @@ def parse_args():
     p.add_argument('--batches', type=int, default=4, help='batches compared by --check')
     p.add_argument(
         '--scales',
-        type=float,
+        type=scale_arg,
         nargs='+',
         default=[1.0],
-        help='geometric mode: resize factors of the original images')
+        help="geometric mode: resize factors of the original images, or 'pipeline': each image "
+        "at the training pipeline's own deterministic Resize (mmdet's fixed-scale pipelines)")
     p.add_argument('--flip', action='store_true', help='geometric mode: cache mirrored images')
     p.add_argument('--topk', type=int, default=None, help='store the top-k channels only')
     p.add_argument('--batch-size', type=int, default=4, help='images per teacher forward')
