@@ -1,4 +1,4 @@
-"""Shared pytest fixtures (helpers that tests import live in ``tests/helpers.py``)."""
+"""Shared pytest fixtures (helpers that tests import live in ``tests/helpers/``)."""
 from __future__ import annotations
 
 import pytest

@@ -52,7 +52,7 @@ def tiny_cfg(path, data_root, work_dir, iters=2, **extra):
     ids=lambda p: osp.relpath(p, CONFIG_DIR))
 def test_every_config_builds(path):
     """Every user-facing network config parses and its model builds in its own registry scope
-    (the distillation recipes are built by tests/test_distiller*.py)."""
+    (the distillation recipes are built by tests/test_distill/test_distiller*.py)."""
     cfg = Config.fromfile(path)
     assert 'rtkd' in cfg.get('custom_imports', {}).get('imports', []), \
         f'{path} must import rtkd via custom_imports'

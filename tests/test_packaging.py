@@ -25,7 +25,8 @@ import yaml
 from mmengine.config import Config
 from packaging.requirements import Requirement
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import ROOT
+
 RTKD_CFG = 'rtkd::fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py'
 
 
@@ -182,7 +183,7 @@ def test_integration_marker_rules_name_existing_tests():
         sorted(mod.INTEGRATION_FILES - names)
 
     class Item:
-        fspath = osp.join(ROOT, 'tests', 'test_layers.py')
+        fspath = osp.join(ROOT, 'tests', 'test_models', 'test_layers.py')
         fixturenames = ('tmp_path', )
         name = originalname = 'test_dsconv_shapes'
 
@@ -192,9 +193,10 @@ def test_integration_marker_rules_name_existing_tests():
     assert not mod.is_integration(Item())
     Item.fixturenames = ('tiny_camvid', 'tmp_path')
     assert mod.is_integration(Item())
-    Item.fixturenames, Item.fspath = (), osp.join(ROOT, 'tests', 'test_distiller_runner.py')
+    Item.fixturenames, Item.fspath = (), osp.join(ROOT, 'tests', 'test_distill',
+                                                  'test_distiller_runner.py')
     assert mod.is_integration(Item())
-    Item.fspath = osp.join(ROOT, 'tests', 'test_layers.py')
+    Item.fspath = osp.join(ROOT, 'tests', 'test_models', 'test_layers.py')
     Item.name = 'test_dkd_recipe_builds_and_steps[cfg0]'
     Item.originalname = 'test_dkd_recipe_builds_and_steps'
     assert mod.is_integration(Item())

@@ -53,7 +53,7 @@ max_iters = 40000
 # The official AdaOptimizer: lr = 1e-5 * (lr0 / 1e-5) ** (it / 1000) for it <= 1000, then
 # lr0 * (1 - (it - 1000) / (max_iters - 1000)) ** 0.9. ConstantLR (begin=0, end=1) starts the lr
 # at 1e-5, ExponentialLR (end=warmup + 1) grows it to lr0, PolyLR (end=max_iters + 1) decays it:
-# exactly those values at every iteration (tests/test_models_fanet.py checks it).
+# exactly those values at every iteration (tests/test_models/test_models_fanet.py checks it).
 base_lr = 0.01
 warmup_iters = 1000
 warmup_start_lr = 1e-5

@@ -36,14 +36,14 @@ process layout and after a resume. With the default ``alpha='global'`` (the offi
 not equal).
 
 The resume comparison (N uninterrupted vs N/2, stop, ``--resume`` to N) lives in
-``tests/test_equivalence.py`` (bitwise equal with this recipe) and uses :func:`write_recipe`,
-:func:`max_abs_diff` and :class:`EquivalenceRecorderHook` (``stop_at``) from here. What mmengine
-cannot make exact on resume: the torch RNG is not in the checkpoint (dropout, the default
-``HolisticKD(alpha='global')`` penalty draw; measured 4e-4 / 1.7e-4 after 8 iterations); the data
-stream is repeated (seeded sampler, replayed skipped batches, re-seeded workers) when
-``num_workers`` and the world size do not change. A run stopped by a smaller ``max_iters``
-instead of an interruption resumes schedulers whose default ``end`` is the first launch's
-``max_iters`` (mmengine fills it in when building them and restores it from the checkpoint).
+``tests/test_distill/test_equivalence.py`` (bitwise equal with this recipe) and uses
+:func:`write_recipe`, :func:`max_abs_diff` and :class:`EquivalenceRecorderHook` (``stop_at``) from
+here. What mmengine cannot make exact on resume: the torch RNG is not in the checkpoint (dropout,
+the default ``HolisticKD(alpha='global')`` penalty draw; measured 4e-4 / 1.7e-4 after 8 iterations);
+the data stream is repeated (seeded sampler, replayed skipped batches, re-seeded workers) when
+``num_workers`` and the world size do not change. A run stopped by a smaller ``max_iters`` instead
+of an interruption resumes schedulers whose default ``end`` is the first launch's ``max_iters``
+(mmengine fills it in when building them and restores it from the checkpoint).
 
 Finding while testing the critic broadcast: mmengine's ``Runner._init_model_weights`` already
 broadcasts the whole ``state_dict`` (critics included) from rank 0 after ``init_weights``, so
@@ -280,7 +280,8 @@ def write_recipe(path: str,
 
     Args:
         path (str): config file to write.
-        data_root (str): a CamVid folder (e.g. ``tests/helpers.make_tiny_camvid``, 8 images).
+        data_root (str): a CamVid folder (e.g. ``make_tiny_camvid`` of ``tests/helpers/data.py``,
+            8 images).
         work_dir (str): the run's work dir.
         teacher (dict): from :func:`save_teacher`.
         iters (int): ``max_iters``; the student's poly schedule spans it.
@@ -491,7 +492,7 @@ def main(argv=None) -> int:
         '--data-root',
         default=None,
         help='a CamVid-layout folder with 8 training images of one size '
-        '(default: a tiny synthetic one made by tests/helpers.py)')
+        '(default: a tiny synthetic one made by tests/helpers/data.py)')
     args = parser.parse_args(argv)
     import tempfile
     work = args.work_dir or tempfile.mkdtemp(prefix='ddp_equiv_')
@@ -499,7 +500,7 @@ def main(argv=None) -> int:
     if data_root is None:
         import importlib.util  # the tests' tiny-CamVid maker, loaded by path (no sys.path edit)
         spec = importlib.util.spec_from_file_location('rtkd_test_helpers',
-                                                      osp.join(ROOT, 'tests', 'helpers.py'))
+                                                      osp.join(ROOT, 'tests', 'helpers', 'data.py'))
         helpers = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(helpers)
         data_root = helpers.make_tiny_camvid(osp.join(work, 'camvid'), n_train=8)

@@ -3,8 +3,9 @@
 # dict as the shared ../shared/teachers/bisenetv2_camvid-240x320_infer.py (padding / ignore index
 # 11 and mmseg's default CE, as those weights were trained; irrelevant at inference), so the
 # teacher-cache and KA digests of a teacher built from either file agree
-# (tests/test_distiller_recipes.py checks it). Being a teacher's file, it sits in _base_/ and is
-# left out of the config sweeps that require avg_non_ignore CE in every training config.
+# (tests/test_distill/test_distiller_recipes.py checks it). Being a teacher's file, it sits in
+# _base_/ and is left out of the config sweeps that require avg_non_ignore CE in every training
+# config.
 # Put it into your $RTKD_TEACHERS folder with the weights (flattened, so it works outside the
 # repository): python tools/misc/install_teacher.py THIS_FILE CKPT --name NAME; or test a teacher
 # on rtkd's CamVid test split:

@@ -106,7 +106,8 @@ class HolisticKD(AdversarialDistillLoss):
             keyed on (critic step, the sample's image file name, ``alpha_seed``), the same value
             for the same sample at the same step in any process layout and after ``--resume``
             (the step counter ``gp_step`` is a buffer, saved in checkpoints), which makes DDP and
-            resume runs equal to the single uninterrupted run (tests/test_equivalence.py).
+            resume runs equal to the single uninterrupted run
+            (tests/test_distill/test_equivalence.py).
         alpha_seed (int): offset of the ``'sample'`` keys. Default 0.
         loss_weight (float): multiplier of the generator loss. Default 1.0 (paper: 0.1).
     """

@@ -2,7 +2,7 @@
 
 A label map whose size differs from its image used to pass training (random crops slice image and
 label independently) and crash at the first validation with an ``IndexError`` naming no file.
-Tiny CamVid folders are made in the test (tests/helpers.py).
+Tiny CamVid folders are made in the test (tests/helpers/data.py).
 """
 from __future__ import annotations
 

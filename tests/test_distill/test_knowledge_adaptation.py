@@ -1,7 +1,7 @@
 """Knowledge adaptation (He et al., CVPR 2019): stage-1 auto-encoder model, stage-2 connectors
 and losses, the two-stage Runner flow and its build-time checks.
 
-Tiny mmseg teacher/student (tests/test_distiller.py ``seg_model``), tiny CamVid, 32x48 crops.
+Tiny mmseg teacher/student (tests/helpers/models.py ``seg_model``), tiny CamVid, 32x48 crops.
 """
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from mmengine.runner import Runner
 import rtkd  # noqa: F401
 from rtkd.distill.ka import KAAutoEncoder, KAEncoderConnector
 from rtkd.distill.losses import KAAdaptationLoss, KAAffinityLoss, KAReconstructionLoss
-from test_distiller import batch, seg_model
-from test_distiller_runner import write_config
+from helpers import ROOT, batch, seg_model, write_config
 
 T_TAP = 'teacher:decode_head.conv_seg#in'  # 16 channels for seg_model(8), 1/8 of the input
 S_TAP = 'student:decode_head.conv_seg#in'  # 8 channels for seg_model(4)
@@ -326,7 +325,7 @@ def test_two_stage_runner(tiny_camvid, teacher, tmp_path):
 
 def test_camvid_recipes_name_each_other():
     """The stage-2 recipe names the checkpoint the stage-1 recipe writes, on the same tap."""
-    root = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs/distill/seg/ka')
+    root = osp.join(ROOT, 'configs/distill/seg/ka')
     s1_name = 'ka-stage1_head-feat_bisenetv2-ft3000_1xb8-300_camvid-240x320'
     s1 = Config.fromfile(osp.join(root, s1_name + '.py'))
     s2 = Config.fromfile(

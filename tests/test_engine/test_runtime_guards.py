@@ -5,8 +5,8 @@
 * ``num_workers=0`` runs with the CamVid base's ``persistent_workers=True``;
 * setuptools' ``pkg_resources is deprecated`` warning is not printed.
 
-Tiny CamVid (tests/helpers.py), 32x48 crops, the tiny mmseg model of test_distiller.py, the real
-mmengine Runner.
+Tiny CamVid (tests/helpers/data.py), 32x48 crops, the tiny mmseg model of tests/helpers/models.py,
+the real mmengine Runner.
 """
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import rtkd  # noqa: F401
-from test_distiller import seg_model
-from test_distiller_runner import ROOT, write_config
+from helpers import ROOT, seg_model, write_config
 
 #: lr=1e10 from the first to the last iteration (no schedule): the loss is NaN at iteration 3.
 NAN_OPTIONS = {

@@ -9,7 +9,7 @@
 * ``--show-dir`` draws every test image, with ``tools/test.py`` and with mmseg's own test tool
   (what ``mim test`` runs; ``TestVisualizationIntervalHook``).
 
-Tiny CamVid (tests/helpers.py), 32x48 crops, the tiny mmseg model of test_distiller.py.
+Tiny CamVid (tests/helpers/data.py), 32x48 crops, the tiny mmseg model of tests/helpers/models.py.
 """
 from __future__ import annotations
 
@@ -32,8 +32,7 @@ from mmengine.runner import Runner
 import rtkd  # noqa: F401
 from rtkd.distill.hooks import RecipeSettingsHook
 from rtkd.distill.recipe_checks import apply_student_settings, compare_recipe_settings
-from test_distiller import seg_model
-from test_distiller_runner import ROOT, write_config
+from helpers import ROOT, seg_model, write_config
 
 ADAM = ("optim_wrapper = dict(_delete_=True, type='OptimWrapper', "
         "optimizer=dict(type='Adam', lr=0.0005))\n")

@@ -1,7 +1,7 @@
 """The written contract of what plugs into the Distiller (rtkd.distill.losses.base) and the
 one-run shape report (every loss checked on the first step that runs a loss, one error).
 
-A tiny mmseg student (test_distiller.seg_model, 4 base channels, decode + auxiliary head) distils
+A tiny mmseg student (helpers.seg_model, 4 base channels, decode + auxiliary head) distils
 into itself, so no teacher is built. Tap shapes for the 2-image test batch:
 ``decode_head.conv_seg`` / ``auxiliary_head.conv_seg`` 2x11x4x6, ``decode_head.convs`` 2x8x4x6,
 ``auxiliary_head.convs`` 2x4x4x6, ``backbone[0]`` 2x4x8x12.
@@ -18,7 +18,7 @@ from mmengine.registry import MODELS
 import rtkd  # noqa: F401  (registers everything)
 from rtkd.distill import losses as rtkd_losses
 from rtkd.distill.losses.base import AdversarialDistillLoss, BaseDistillLoss
-from test_distiller import batch, seg_model
+from helpers import batch, seg_model
 
 TAPS = dict(
     t_logits='student:decode_head.conv_seg',

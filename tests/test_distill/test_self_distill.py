@@ -25,10 +25,8 @@ from mmengine.runner import Runner
 
 import rtkd  # noqa: F401
 from rtkd.distill.export import EXPORT_INFO_KEY, student_state_dict
-from test_distiller import CE, batch, seg_model
-from test_distiller_runner import write_config
+from helpers import CE, ROOT, batch, seg_model, write_config
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RECIPE = osp.join(
     ROOT, 'configs/distill/seg/byot/'
     'byot_logits-feat_self_fast-scnn_1xb8-6k_camvid-240x320.py')

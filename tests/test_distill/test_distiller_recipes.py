@@ -13,19 +13,13 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, DefaultScope
 
 import rtkd  # noqa: F401
-from helpers import is_distill_recipe
-from test_distiller import batch
+from helpers import RECIPE_NAME, ROOT, batch, is_distill_recipe
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 METHODS = ('cwd', 'skd', 'ofd', 'nfd', 'dist', 'cirkd', 'bpkd', 'byot', 'ka', 'dml')
 #: distillation models whose recipes follow the naming scheme (a KA stage 1 trains an auto-encoder)
 DISTILLERS = ('Distiller', 'CohortDistiller')
 RECIPES = sorted(
     p for m in METHODS for p in glob.glob(osp.join(ROOT, f'configs/distill/seg/{m}/*.py')))
-NAME = re.compile(
-    r'^(?P<method>[a-z0-9-]+)_(?P<where>[a-z0-9-]+)_(?P<teacher>[a-z0-9-]+)_'
-    r'(?P<student>[a-z0-9-]+)_(?P<sched>(?:\d+xb\d+-)?\d+k)_(?P<data>camvid|cityscapes)-'
-    r'\d+x\d+(?:_[a-z0-9-]+)?\.py$')
 TEACHER = osp.join(ROOT, '..', 'shared', 'teachers', 'bisenetv2_camvid-240x320.pth')
 
 
@@ -40,7 +34,7 @@ def test_recipes_parse_and_follow_naming():
         if model.type not in DISTILLERS:  # e.g. ka-stage1_*: no student yet
             assert name.startswith(f'{folder}-'), name
             continue
-        m = NAME.match(name)
+        m = RECIPE_NAME.match(name)
         assert m, f'{name} does not follow {{method}}_{{where}}_{{teacher}}_{{student}}_...'
         assert m['method'].split('-')[0] == folder, name
         methods.add(folder)

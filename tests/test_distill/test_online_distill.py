@@ -1,7 +1,7 @@
 """Online distillation (``CohortDistiller``): deep mutual learning and a trainable teacher.
 
-Unit tests use tiny mmseg models (tests/test_distiller.py ``seg_model``, 32x48 inputs, float64
-where a value is computed by hand); Runner tests use the tiny CamVid (tests/helpers.py):
+Unit tests use tiny mmseg models (tests/helpers/models.py ``seg_model``, 32x48 inputs, float64
+where a value is computed by hand); Runner tests use the tiny CamVid (tests/helpers/data.py):
 train/val/test, checkpoints with every member, export of one member, ``--resume`` equal to an
 uninterrupted run, 2-process DDP; the two shipped recipes are built and stepped.
 """
@@ -26,10 +26,8 @@ from mmengine.runner import Runner
 import rtkd  # noqa: F401  (registers everything)
 from rtkd.distill import CohortDistiller, CohortOptimWrapperConstructor
 from rtkd.distill.export import adapt_checkpoint_kind, extract_student
-from test_distiller import batch, seg_model
-from test_distiller_runner import needs_torchrun, run_torchrun, write_config
+from helpers import RECIPE_NAME, ROOT, batch, needs_torchrun, run_torchrun, seg_model, write_config
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DML_RECIPE = osp.join(
     ROOT, 'configs/distill/seg/dml/'
     'dml_logits_fast-scnn_fast-scnn_1xb8-6k_camvid-240x320.py')
@@ -538,7 +536,6 @@ def test_ddp_two_process_cpu_keeps_members_in_sync(tiny_camvid, tmp_path):
 # the shipped recipes
 # ---------------------------------------------------------------------------------------------
 def _step_recipe(path: str):
-    from test_distiller import batch as make_batch
     cfg = Config.fromfile(path)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
@@ -551,16 +548,15 @@ def _step_recipe(path: str):
         n: next(model.members[n].decode_head.conv_seg.parameters()).detach().clone()
         for n in model.members
     }
-    log = model.train_step(make_batch(2, 64, 96), ow)
+    log = model.train_step(batch(2, 64, 96), ow)
     for n in model.members:
         assert not torch.equal(next(model.members[n].decode_head.conv_seg.parameters()), before[n])
     return model, log
 
 
 def test_dml_recipe_builds_and_steps():
-    from test_distiller_recipes import NAME
     for path in (DML_RECIPE, TT_RECIPE):  # the recipe naming scheme, method folder dml
-        m = NAME.match(osp.basename(path))
+        m = RECIPE_NAME.match(osp.basename(path))
         assert m and m['method'].split('-')[0] == 'dml', path
     model, log = _step_recipe(DML_RECIPE)
     assert [type(m.backbone).__name__ for m in model.members.values()] == ['RTFastSCNN'] * 2

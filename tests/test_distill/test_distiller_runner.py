@@ -1,6 +1,6 @@
 """Distiller through the real mmengine Runner: train/val/test, resume, student export, DDP, recipes.
 
-Tiny CamVid (tests/helpers.py), 32x48 crops, 2-3 iterations, tiny mmseg models.
+Tiny CamVid (tests/helpers/data.py), 32x48 crops, 2-3 iterations, tiny mmseg models.
 """
 from __future__ import annotations
 
@@ -9,11 +9,6 @@ import os
 import os.path as osp
 import re
 import runpy
-import shutil
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -22,46 +17,7 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 import rtkd  # noqa: F401
-from test_distiller import seg_model
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-BASES = [
-    osp.join(ROOT, 'configs/_base_', p)
-    for p in ('datasets/camvid.py', 'default_runtime.py', 'schedules/schedule_poly.py')
-]
-
-
-def write_config(path: str,
-                 data_root: str,
-                 work_dir: str,
-                 model: dict,
-                 max_iters: int = 2,
-                 extra: str = '') -> str:
-    """A complete tiny config file (also used by torchrun)."""
-    text = f"""
-_base_ = {BASES!r}
-work_dir = {work_dir!r}
-data_root = {data_root!r}
-train_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-                  dict(type='RandomCrop', crop_size=(32, 48)), dict(type='PackSegInputs')]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-                 dict(type='PackSegInputs')]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-train_cfg = dict(max_iters={max_iters}, val_interval=2)
-param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=2, by_epoch=False)]
-default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=5),
-                     logger=dict(interval=1), visualization=dict(draw=False))
-randomness = dict(seed=0)
-model = {model!r}
-{extra}
-"""
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
+from helpers import ROOT, needs_torchrun, run_torchrun, seg_model, write_config
 
 
 @pytest.fixture(scope='module')
@@ -213,32 +169,6 @@ def test_adversarial_two_optimizers_and_resume(tiny_camvid, teacher, tmp_path):
     assert runner.iter == 3
     named = dict(runner.model.named_parameters())
     assert any(not torch.equal(named[n], v) for n, v in d_before.items())  # critic trained on
-
-
-TORCHRUN = shutil.which('torchrun') or osp.join(osp.dirname(sys.executable), 'torchrun')
-needs_torchrun = pytest.mark.skipif(not osp.isfile(TORCHRUN), reason='torchrun not available')
-
-
-def run_torchrun(cfg_file: str, env: dict = None, timeout: int = 300):
-    """``torchrun --nproc_per_node=2 tools/train.py CFG --launcher pytorch`` on a free port.
-
-    Returns:
-        tuple[subprocess.CompletedProcess, float]: the finished process and its run time (s).
-    """
-    with socket.socket() as sock:  # a free port: other torchrun jobs may share the machine
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    t0 = time.time()
-    proc = subprocess.run([
-        TORCHRUN, '--nproc_per_node=2', f'--master_port={port}',
-        osp.join(ROOT, 'tools/train.py'), cfg_file, '--launcher', 'pytorch'
-    ],
-                          cwd=ROOT,
-                          env=dict(os.environ, OMP_NUM_THREADS='1', **(env or {})),
-                          capture_output=True,
-                          text=True,
-                          timeout=timeout)
-    return proc, time.time() - t0
 
 
 @needs_torchrun

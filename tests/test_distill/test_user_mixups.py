@@ -8,7 +8,7 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner.checkpoint import load_checkpoint
 
 import rtkd  # noqa: F401
-from test_distiller import seg_model
+from helpers import seg_model
 
 
 def _fresh_logger():

@@ -17,8 +17,6 @@ import torch
 import torch.nn as nn
 from mmengine.optim import OptimWrapper
 from mmengine.registry import MODELS, DefaultScope
-from mmengine.structures import PixelData
-from mmseg.structures import SegDataSample
 
 import rtkd  # noqa: F401  (registers everything)
 from rtkd.distill import (Distiller, DistillOptimWrapperConstructor, LossSchedule, TapSet, TapSpec,
@@ -27,80 +25,11 @@ from rtkd.distill import distiller as distiller_module
 from rtkd.distill.losses.base import AdversarialDistillLoss
 from rtkd.distill.taps import TeacherDone
 from rtkd.engine.hooks import NonFiniteLossHook
-
-BN = dict(type='BN', requires_grad=True)
-CE = dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)
-DP = dict(
-    type='SegDataPreProcessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-    size=(32, 48))
-
-
-def seg_model(base: int, aux: bool = False) -> dict:
-    """A tiny mmseg EncoderDecoder (ResNetV1c-18, output stride 8, 11 classes)."""
-    top = base * 8
-    model = dict(
-        type='EncoderDecoder',
-        data_preprocessor=DP,
-        backbone=dict(
-            type='ResNetV1c',
-            depth=18,
-            base_channels=base,
-            stem_channels=base,
-            out_indices=(0, 1, 2, 3),
-            dilations=(1, 1, 2, 4),
-            strides=(1, 2, 1, 1),
-            norm_cfg=BN,
-            contract_dilation=True),
-        decode_head=dict(
-            type='FCNHead',
-            in_channels=top,
-            in_index=3,
-            channels=2 * base,
-            num_convs=1,
-            concat_input=False,
-            num_classes=11,
-            norm_cfg=BN,
-            dropout_ratio=0.1,
-            loss_decode=CE),
-        train_cfg=dict(),
-        test_cfg=dict(mode='whole'))
-    if aux:
-        model['auxiliary_head'] = dict(
-            type='FCNHead',
-            in_channels=base * 4,
-            in_index=2,
-            channels=base,
-            num_convs=1,
-            concat_input=False,
-            num_classes=11,
-            norm_cfg=BN,
-            loss_decode=dict(CE, loss_weight=0.4))
-    return model
-
-
-@MODELS.register_module(name='_TestMSE', force=True)
-class _TestMSE(nn.Module):
-    """Plain MSE (for tests that need no particular loss)."""
-
-    extra_inputs = ()
-
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
-
-    def forward(self, student, teacher, **extra):
-        if student.shape != teacher.shape:
-            raise ValueError(f'shapes differ: {tuple(student.shape)} vs {tuple(teacher.shape)}')
-        return ((student - teacher.detach())**2).mean() * self.loss_weight
+from helpers import DP, ROOT, PlainMSE, batch, seg_model
 
 
 @MODELS.register_module(name='_TestNaNLoss', force=True)
-class _TestNaNLoss(_TestMSE):
+class _TestNaNLoss(PlainMSE):
     """Returns NaN from the second call on."""
 
     def __init__(self, loss_weight: float = 1.0) -> None:
@@ -143,18 +72,6 @@ def make_distiller(teacher_files, **overrides) -> Distiller:
                 teacher='t_logits')))
     cfg.update(overrides)
     return MODELS.build(cfg)
-
-
-def batch(n: int = 2, h: int = 32, w: int = 48, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    inputs, samples = [], []
-    for _ in range(n):
-        inputs.append(torch.randint(0, 255, (3, h, w), generator=g, dtype=torch.uint8))
-        s = SegDataSample()
-        s.gt_sem_seg = PixelData(data=torch.randint(0, 11, (1, h, w), generator=g))
-        s.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
-        samples.append(s)
-    return dict(inputs=inputs, data_samples=samples)
 
 
 def sgd(model, lr=0.01):
@@ -293,7 +210,7 @@ def test_teacher_frozen_eval_hidden_and_taps_inactive(teacher_files):
 
 
 @MODELS.register_module(name='_TestUndetachedMSE', force=True)
-class _TestUndetachedMSE(_TestMSE):
+class _TestUndetachedMSE(PlainMSE):
     """MSE that does not detach the teacher (gradients would flow into it)."""
 
     def forward(self, student, teacher, **extra):
@@ -373,10 +290,9 @@ def test_documented_schedule_keys_exist():
     import inspect
     import re
     valid = set(inspect.signature(LossSchedule).parameters)
-    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     found = 0
     for doc in ('README.md', 'rtkd/distill/schedules.py'):
-        text = open(osp.join(root, doc)).read()
+        text = open(osp.join(ROOT, doc)).read()
         for args in re.findall(r'schedule=dict\(([^)]*)\)', text):
             keys = set(re.findall(r'(\w+)\s*=', args))
             assert keys <= valid, (doc, keys - valid)

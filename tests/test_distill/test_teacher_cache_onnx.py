@@ -1,6 +1,6 @@
 """Teacher-output cache built with the teacher in ONNX Runtime (``--backend onnxruntime``).
 
-Tiny CamVid (tests/conftest.py) and the tiny mmseg teacher of tests/test_teacher_cache.py. The
+Tiny CamVid (tests/conftest.py) and the tiny mmseg teacher of tests/helpers/teacher_cache.py. The
 onnxruntime cache must equal the torch cache to float rounding (stored as float32 to see it),
 a broken export must be refused before anything is cached, and the manifest must say which
 backend built the cache while a recipe reads it like a torch-built one.
@@ -19,14 +19,11 @@ from mmengine.config import Config
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnx')
 
-from test_teacher_cache import _build, _seg_recipe, saved_teacher, seg_model  # noqa: E402
-
 from rtkd.distill import cache_builder as cb  # noqa: E402
 from rtkd.distill import onnx_teacher  # noqa: E402
 from rtkd.distill.onnx_teacher import OnnxMismatchError, OnnxTeacherRunner  # noqa: E402
 from rtkd.distill.teacher_cache import read_manifest  # noqa: E402
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import ROOT, build_distiller, saved_teacher, seg_model, seg_recipe  # noqa: E402
 
 
 @pytest.fixture(scope='module')
@@ -43,7 +40,7 @@ def _entries(folder: str) -> dict:
 
 def test_onnxruntime_geometric_cache_equals_torch_cache(tmp_path, tiny_camvid, seg_teacher):
     """Two scales x flip (two input sizes, two ONNX graphs): ORT entries == torch entries."""
-    cfg = Config.fromfile(_seg_recipe(tmp_path, tiny_camvid, seg_teacher))
+    cfg = Config.fromfile(seg_recipe(tmp_path, tiny_camvid, seg_teacher))
     kw = dict(scales=[0.5, 1.0], flip=True, batch_size=3, dtype='float32')
     m_t = cb.build_geometric(cfg, str(tmp_path / 'torch'), **kw)
     m_o = cb.build_geometric(cfg, str(tmp_path / 'ort'), backend='onnxruntime', **kw)
@@ -63,9 +60,9 @@ def test_onnxruntime_geometric_cache_equals_torch_cache(tmp_path, tiny_camvid, s
     assert sorted(info['graphs']) == ['3x24x32', '3x48x64']
     assert all(c['t_logits']['max_abs'] <= 1e-5 for c in info['checks'].values()), info
     # a recipe reads it like a torch-built cache, and --check compares it with the live teacher
-    cfg_c = Config.fromfile(_seg_recipe(tmp_path, tiny_camvid, seg_teacher, name='c.py'))
+    cfg_c = Config.fromfile(seg_recipe(tmp_path, tiny_camvid, seg_teacher, name='c.py'))
     cfg_c.merge_from_dict({'model.teacher.cache': dict(dir=str(tmp_path / 'ort'))})
-    cached = _build(cfg_c)
+    cached = build_distiller(cfg_c)
     assert cached._teacher == [] and cached.teacher_cache.mode == 'geometric'
     res = cb.check_cache(cfg, str(tmp_path / 'ort'), batches=2)['t_logits']
     assert res['batches'] == 2 and 0.0 <= res['argmax_agreement'] <= 100.0
@@ -73,7 +70,7 @@ def test_onnxruntime_geometric_cache_equals_torch_cache(tmp_path, tiny_camvid, s
 
 def test_onnxruntime_exact_cache_equals_live_teacher(tmp_path, tiny_camvid, seg_teacher):
     """Exact mode through ORT: --check against the live torch teacher agrees to float rounding."""
-    cfg = Config.fromfile(_seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=2))
+    cfg = Config.fromfile(seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=2))
     out = str(tmp_path / 'exact')
     m = cb.build_exact(cfg, out, iters=2, dtype='float32', backend='onnxruntime')
     assert m['status'] == 'complete' and m['backend'] == 'onnxruntime'
@@ -102,7 +99,7 @@ def test_broken_export_is_refused_before_caching(tmp_path, tiny_camvid, seg_teac
         return out_file
 
     monkeypatch.setattr(OnnxTeacherRunner, 'export', broken)
-    cfg = Config.fromfile(_seg_recipe(tmp_path, tiny_camvid, seg_teacher))
+    cfg = Config.fromfile(seg_recipe(tmp_path, tiny_camvid, seg_teacher))
     out = str(tmp_path / 'broken')
     with pytest.raises(OnnxMismatchError, match="differs from PyTorch on tap 't_logits'"):
         cb.build_geometric(cfg, out, scales=[1.0], backend='onnxruntime')
@@ -120,7 +117,7 @@ def test_runner_taps_tuple_features_and_input_renormalisation(tmp_path, tiny_cam
         t_logits='teacher:decode_head.conv_seg',
         t_feat='teacher:backbone[2]',
         t_in='teacher:decode_head.conv_seg#in')
-    recipe = _seg_recipe(tmp_path, tiny_camvid, seg_teacher)
+    recipe = seg_recipe(tmp_path, tiny_camvid, seg_teacher)
     cfg = Config.fromfile(recipe)
     cfg.model.taps = taps
     # the student normalises differently: the teacher's inputs must be re-normalised in-graph
@@ -143,7 +140,7 @@ def test_runner_taps_tuple_features_and_input_renormalisation(tmp_path, tiny_cam
 
 def test_cli_backend_and_manifest(tmp_path, tiny_camvid, seg_teacher, monkeypatch, capsys):
     """``cache_teacher.py --backend onnxruntime`` and ``--check`` naming the backend."""
-    recipe = _seg_recipe(tmp_path, tiny_camvid, seg_teacher)
+    recipe = seg_recipe(tmp_path, tiny_camvid, seg_teacher)
     sys.path.insert(0, osp.join(ROOT, 'tools', 'distill'))
     try:
         import cache_teacher

@@ -1,7 +1,7 @@
 """Classification distillation (mmpretrain) and mmpretrain backbones as segmentation students.
 
-Tiny data made here: a CustomDataset folder (2 classes x 4 PNGs, 32x32). Tiny CIFAR ResNets
-(ResNet-18 / ResNet-34 layouts with 8 base channels).
+Tiny data (helpers.make_tiny_folder): a CustomDataset folder (2 classes x 4 PNGs, 32x32). Tiny
+CIFAR ResNets (ResNet-18 / ResNet-34 layouts with 8 base channels).
 """
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import glob
 import os
 import os.path as osp
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -18,22 +17,10 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 
 import rtkd  # noqa: F401
+from helpers import ROOT, batch, cls_runner_config, make_tiny_folder
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLS_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs/distill/cls/**/*.py'), recursive=True))
 SEG_MMPRETRAIN = osp.join(ROOT, 'configs/distill/seg/mmpretrain_student')
-
-
-def make_tiny_folder(root: str, n: int = 4, size: int = 32, seed: int = 0) -> str:
-    """``root/<class>/<i>.png``: class 'dark' (low values) vs 'bright' (high values)."""
-    import cv2
-    rng = np.random.default_rng(seed)
-    for c, (lo, hi) in (('bright', (150, 255)), ('dark', (0, 100))):
-        os.makedirs(osp.join(root, c), exist_ok=True)
-        for i in range(n):
-            img = rng.integers(lo, hi, (size, size, 3)).astype(np.uint8)
-            cv2.imwrite(osp.join(root, c, f'{i}.png'), img)
-    return root
 
 
 @pytest.fixture(scope='module')
@@ -139,36 +126,6 @@ def test_kd_zero_when_student_equals_teacher_and_gradients(cls_teacher):
     assert not any(k.startswith('teacher') for k in model.state_dict())
 
 
-def cls_runner_config(path: str, data_root: str, work_dir: str, model: dict) -> str:
-    text = f"""
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
-work_dir = {work_dir!r}
-pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
-dataset = dict(type='CustomDataset', data_root={data_root!r}, pipeline=pipeline)
-train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=dataset,
-                        sampler=dict(type='InfiniteSampler', shuffle=True))
-val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=dataset,
-                      sampler=dict(type='DefaultSampler', shuffle=False))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='Accuracy', topk=(1, ))
-test_evaluator = val_evaluator
-train_cfg = dict(by_epoch=False, max_iters=2, val_interval=2)
-val_cfg = dict()
-test_cfg = dict()
-optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
-param_scheduler = []
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
-                     logger=dict(type='LoggerHook', interval=1))
-log_processor = dict(by_epoch=False)
-randomness = dict(seed=0)
-model = {model!r}
-"""
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
-
-
 def test_cls_runner_train_test_and_student_export(tiny_folder, cls_teacher, tmp_path):
     work = str(tmp_path / 'work')
     cfg = Config.fromfile(
@@ -221,8 +178,6 @@ def test_cls_recipes_build(path):
 def test_mmpretrain_backbone_seg_student_distils():
     """The shipped recipe builds and takes one training step (backbone frozen, CWD on logits)."""
     from mmengine.optim import OptimWrapper
-
-    from test_distiller import batch
     path = osp.join(SEG_MMPRETRAIN, 'cwd_logits_bisenetv2_mmpretrain-mobilenetv2_1xb8-2k_camvid-'
                     '360x480.py')
     if not osp.isfile(osp.join(ROOT, '..', 'shared', 'teachers', 'bisenetv2_camvid-240x320.pth')):

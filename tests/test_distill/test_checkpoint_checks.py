@@ -14,8 +14,7 @@ from mmengine.registry import MODELS, DefaultScope
 
 import rtkd  # noqa: F401
 from rtkd.distill.checkpoint_checks import check_checkpoint_match
-from helpers import CONFIG_DIR
-from test_distiller import seg_model
+from helpers import CONFIG_DIR, seg_model
 
 
 def state_keys(model_cfg: dict) -> list:

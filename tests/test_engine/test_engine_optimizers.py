@@ -7,7 +7,7 @@ import torch
 
 import rtkd  # noqa: F401
 from rtkd.engine.optimizers import TFRMSprop
-from rt_model_checks import build_model, load_cfg
+from helpers import build_model, load_cfg
 
 CONTEXTNET = [
     'configs/contextnet/contextnet_1xb8-2k_camvid-360x480.py',

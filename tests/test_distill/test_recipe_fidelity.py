@@ -12,9 +12,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import rtkd  # noqa: F401
-from helpers import tiny_data_options
+from helpers import ROOT, tiny_data_options
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG_CONFIGS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
     if '/_base_/' not in p and '/distill/det/' not in p and '/distill/cls/' not in p)

@@ -1,4 +1,5 @@
-"""Shared checks for the real-time segmentation networks (Fast-SCNN, ContextNet, ESPNet) tests.
+"""Shared checks for the real-time segmentation networks (Fast-SCNN, ContextNet, ESPNet) tests
+(and the ContextNet optimizer test).
 
 Everything runs the real mmseg ``EncoderDecoder`` with its ``SegDataPreProcessor`` built from the
 project's configs; inputs are tiny so the whole file runs in seconds on CPU.
@@ -13,7 +14,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from .repo import ROOT
 
 
 def load_cfg(rel_path: str, options: Optional[dict] = None) -> Config:

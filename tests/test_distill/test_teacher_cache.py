@@ -18,97 +18,17 @@ import uuid
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.config import Config
-from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
-from mmseg.registry import MODELS as SEG_MODELS
 
 import rtkd  # noqa: F401
 from rtkd.distill import cache_builder as cb
 from rtkd.distill.teacher_cache import (TeacherCacheError, check_pipeline_replayable, decode_tap,
                                         encode_tap, read_manifest)
 from rtkd.visualization.run_logs import load_run
-from test_distiller import seg_model  # noqa: E402  (also registers _TestMSE)
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-BASES = [
-    osp.join(ROOT, 'configs/_base_', p)
-    for p in ('datasets/camvid.py', 'default_runtime.py', 'schedules/schedule_poly.py')
-]
-DP = dict(
-    type='SegDataPreProcessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-    size=(24, 32))
-
-
-@SEG_MODELS.register_module(name='_PixelConvNet', force=True)
-class _PixelConvNet(BaseModel):
-    """A 1x1 convolution at full resolution (commutes with crops and flips); MSE-free task loss."""
-
-    def __init__(self, channels: int = 5, seed: int = 0, data_preprocessor=None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor)
-        torch.manual_seed(seed)
-        self.head = nn.Conv2d(3, channels, 1)
-
-    def forward(self, inputs, data_samples=None, mode='tensor'):
-        out = self.head(inputs)
-        if mode == 'loss':
-            return dict(loss_task=out.pow(2).mean() * 1e-3)
-        return out
-
-    def loss(self, inputs, data_samples):
-        return self.forward(inputs, data_samples, 'loss')
-
-
-def pixel_model(seed: int) -> dict:
-    return dict(type='_PixelConvNet', seed=seed, data_preprocessor=DP)
-
-
-def write_recipe(path: str,
-                 data_root: str,
-                 work_dir: str,
-                 teacher: dict,
-                 pipeline: list,
-                 taps: dict,
-                 losses: dict,
-                 student=None,
-                 max_iters: int = 3,
-                 seed: int = 0,
-                 batch: int = 2,
-                 extra: str = '') -> str:
-    text = f"""
-_base_ = {BASES!r}
-work_dir = {work_dir!r}
-train_dataloader = dict(batch_size={batch}, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root={data_root!r}, pipeline={pipeline!r}))
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = None
-test_cfg = None
-test_evaluator = None
-train_cfg = dict(type='IterBasedTrainLoop', max_iters={max_iters}, val_interval=1000)
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
-param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=5),
-                     logger=dict(interval=1), visualization=dict(draw=False))
-randomness = dict(seed={seed})
-log_processor = dict(by_epoch=False, window_size=1)  # log each iteration's own losses
-model = dict(type='Distiller', student={student or dict(model=pixel_model(1), scope='mmseg')!r},
-             teacher={teacher!r}, taps={taps!r}, losses={losses!r})
-model_wrapper_cfg = dict(type='DistillerDataParallel')
-{extra}
-"""
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
-
+from helpers import (AUG_PIPE, ROOT, build_distiller, pixel_model, saved_teacher, seg_model,
+                     seg_recipe, write_recipe)
 
 GEO_PIPE = [
     dict(type='LoadImageFromFile'),
@@ -120,19 +40,6 @@ GEO_PIPE = [
 ]
 PIX_TAPS = dict(s_out='student:head', t_out='teacher:head')
 MSE = dict(loss_mse=dict(type='_TestMSE', student='s_out', teacher='t_out'))
-
-
-def saved_teacher(root: str, model: dict) -> dict:
-    """A teacher config file and a checkpoint of its (randomly initialised) weights."""
-    cfg_path = osp.join(root, 'teacher.py')
-    with open(cfg_path, 'w') as f:
-        f.write(f"default_scope = 'mmseg'\nmodel = {model!r}\n")
-    torch.manual_seed(0)  # the same teacher whatever ran before
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        t = SEG_MODELS.build(model)
-    ckpt = osp.join(root, 'teacher.pth')
-    torch.save(dict(state_dict=t.state_dict()), ckpt)
-    return dict(config=cfg_path, checkpoint=ckpt)
 
 
 @pytest.fixture(scope='module')
@@ -154,12 +61,6 @@ def _batches(cfg, n):
     return [next(it) for _ in range(n)]
 
 
-def _build(cfg):
-    from mmengine.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        return MODELS.build(copy.deepcopy(cfg.model)).train()
-
-
 @pytest.mark.parametrize('flip_cache', [False, True])
 def test_geometric_replay_equals_equivariant_live_teacher(tmp_path, tiny_camvid, pixel_teacher,
                                                           flip_cache):
@@ -167,10 +68,10 @@ def test_geometric_replay_equals_equivariant_live_teacher(tmp_path, tiny_camvid,
     cfg, out = pixel_recipe(tmp_path, tiny_camvid, pixel_teacher)
     m = cb.build_geometric(cfg, out, scales=[0.5], flip=flip_cache, batch_size=3)
     assert m['status'] == 'complete' and m['done'] == 4 * (2 if flip_cache else 1)
-    live = _build(cfg)
+    live = build_distiller(cfg)
     cfg_c = copy.deepcopy(cfg)
     cfg_c.model.teacher['cache'] = dict(dir=out)
-    cached = _build(cfg_c)
+    cached = build_distiller(cfg_c)
     assert cached._teacher == []  # the teacher is not built
     flips = 0
     for batch in _batches(cfg, 4):
@@ -226,7 +127,7 @@ def test_unrecorded_crop_is_refused_per_sample(tmp_path, tiny_camvid, pixel_teac
     cfg, out = pixel_recipe(tmp_path, tiny_camvid, pixel_teacher)
     cb.build_geometric(cfg, out, scales=[0.5])
     cfg.model.teacher['cache'] = dict(dir=out)
-    cached = _build(cfg)
+    cached = build_distiller(cfg)
     bad = copy.deepcopy(cfg)
     bad.train_dataloader.dataset.pipeline = [
         dict(type='LoadImageFromFile'),
@@ -251,19 +152,19 @@ def test_manifest_mismatch_and_missing_entries(tmp_path, tiny_camvid, pixel_teac
     c2 = copy.deepcopy(cfg)
     c2.model.teacher = dict(pixel_teacher, checkpoint=other, cache=dict(dir=out))
     with pytest.raises(TeacherCacheError, match='teacher checkpoint sha256'):
-        _build(c2)
+        build_distiller(c2)
     # another teacher config
     c3 = copy.deepcopy(cfg)
     c3.model.teacher = dict(
         model=dict(pixel_model(7), channels=6), checkpoint=None, cache=dict(dir=out))
     with pytest.raises(TeacherCacheError, match='teacher config'):
-        _build(c3)
+        build_distiller(c3)
     # another tap
     c4 = copy.deepcopy(cfg)
     c4.model.teacher['cache'] = dict(dir=out)
     c4.model.taps = dict(s_out='student:head', t_out='teacher:head#in')
     with pytest.raises(TeacherCacheError, match="'teacher:head#in' in the recipe"):
-        _build(c4)
+        build_distiller(c4)
     # building into the folder with another recipe is refused, --overwrite replaces
     c5 = copy.deepcopy(cfg)
     c5.model.teacher = dict(pixel_teacher, checkpoint=other)
@@ -273,7 +174,7 @@ def test_manifest_mismatch_and_missing_entries(tmp_path, tiny_camvid, pixel_teac
         cb.build_geometric(cfg, out, scales=[0.5, 1.0])
     # a missing entry names the sample
     cfg.model.teacher['cache'] = dict(dir=out)
-    cached = _build(cfg)
+    cached = build_distiller(cfg)
     victim = sorted(glob.glob(osp.join(out, 'entries', '*.npz')))[0]
     os.remove(victim)
     name = osp.basename(victim).split('@')[0]
@@ -296,7 +197,7 @@ def test_interrupted_build_resumes_without_recomputing(tmp_path, tiny_camvid, pi
     c2 = copy.deepcopy(cfg)
     c2.model.teacher['cache'] = dict(dir=out)
     with pytest.raises(TeacherCacheError, match='incomplete'):
-        _build(c2)
+        build_distiller(c2)
     m = cb.build_geometric(cfg, out, scales=[0.5])
     assert m['status'] == 'complete' and osp.isfile(entries[0])
     assert {p: os.stat(p).st_mtime_ns for p in entries[1:]} == keep  # not recomputed
@@ -332,43 +233,9 @@ def seg_teacher(tmp_path_factory):
     return saved_teacher(str(tmp_path_factory.mktemp('seg_teacher')), seg_model(8))
 
 
-AUG_PIPE = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=(64, 48), ratio_range=(0.5, 1.5), keep_ratio=True),
-    dict(type='RecordedRandomCrop', crop_size=(32, 48)),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs', meta_keys=rtkd.datasets.GEOMETRY_META_KEYS)
-]
-
-
-def _seg_recipe(tmp_path, tiny_camvid, seg_teacher, name='r.py', **kw):
-    dp = dict(seg_model(4)['data_preprocessor'], size=(32, 48))
-    model = seg_model(4)
-    # no dropout: mmengine does not restore the torch RNG on --resume, so dropout masks after a
-    # resume differ from an uninterrupted run's (the one thing a resumed run cannot repeat)
-    model['decode_head'] = dict(model['decode_head'], dropout_ratio=0.0)
-    student = dict(model=dict(model, data_preprocessor=dp), scope='mmseg')
-    taps = dict(s_logits='student:decode_head.conv_seg', t_logits='teacher:decode_head.conv_seg')
-    losses = dict(
-        loss_cwd=dict(
-            type='ChannelWiseKD', tau=4.0, loss_weight=3.0, student='s_logits', teacher='t_logits'))
-    return write_recipe(
-        str(tmp_path / name),
-        tiny_camvid,
-        str(tmp_path / 'w'),
-        seg_teacher,
-        AUG_PIPE,
-        taps,
-        losses,
-        student=student,
-        **kw)
-
-
 def test_exact_cache_equals_live_teacher_through_runner(tmp_path, tiny_camvid, seg_teacher):
     """Same seed: cached training == live training (losses, weights); other seed: refused."""
-    recipe = _seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=4)
+    recipe = seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=4)
     cfg = Config.fromfile(recipe)
     out = str(tmp_path / 'exact')
     m = cb.build_exact(cfg, out, iters=4)
@@ -415,7 +282,7 @@ def test_exact_cache_equals_live_teacher_through_runner(tmp_path, tiny_camvid, s
 
 def test_exact_cache_resume(tmp_path, tiny_camvid, seg_teacher):
     """Stop at 2, --resume to 4 with the exact cache: the same losses as 4 uninterrupted."""
-    recipe = _seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=4)
+    recipe = seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=4)
     out = str(tmp_path / 'exact')
     cb.build_exact(Config.fromfile(recipe), out, iters=4, dtype='float32')
     opts = {'model.teacher.cache': dict(dir=out)}
@@ -427,7 +294,7 @@ def test_exact_cache_resume(tmp_path, tiny_camvid, seg_teacher):
 
 
 def test_geometric_cache_trains_through_runner_and_resumes(tmp_path, tiny_camvid, seg_teacher):
-    recipe = _seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=4)
+    recipe = seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=4)
     out = str(tmp_path / 'geo')
     cb.build_geometric(Config.fromfile(recipe), out, scales=[0.5, 1.0, 1.5], flip=True, topk=4)
     opts = {'model.teacher.cache': dict(dir=out), 'train_cfg.max_iters': 2}
@@ -444,7 +311,7 @@ def test_geometric_cache_trains_through_runner_and_resumes(tmp_path, tiny_camvid
 
 def test_cache_tool_ddp_build_and_train(tmp_path, tiny_camvid, seg_teacher):
     """torchrun 2 processes: each rank writes its part; a 2-process run trains from the cache."""
-    recipe = _seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=2, batch=1)
+    recipe = seg_recipe(tmp_path, tiny_camvid, seg_teacher, max_iters=2, batch=1)
     out = str(tmp_path / 'geo')
     env = dict(os.environ, OMP_NUM_THREADS='1')
     base = [
@@ -516,9 +383,9 @@ def test_ofd_with_cache_reads_margin_then_drops_teacher(tmp_path, tiny_camvid, s
     cfg = Config.fromfile(recipe)
     out = str(tmp_path / 'cache')
     cb.build_geometric(cfg, out, scales=[1.0])
-    live = _build(cfg)
+    live = build_distiller(cfg)
     cfg.model.teacher['cache'] = dict(dir=out)
-    cached = _build(cfg)
+    cached = build_distiller(cfg)
     assert cached._teacher == [] and cached.teacher_cache.mode == 'geometric'
     assert torch.equal(cached.losses.loss_ofd.margin, live.losses.loss_ofd.margin)
     cached.load_state_dict(live.state_dict())

@@ -23,10 +23,9 @@ from mmseg.structures import SegDataSample
 import rtkd  # noqa: F401
 from rtkd.distill.losses import BPKDLoss, CIRKDLoss
 from rtkd.distill.losses.bpkd_loss import edge_body_masks
-from helpers import tiny_data_options, write_teacher
-from test_distill_losses import _tiny_seg_model, assert_no_teacher_grad, np_softmax, rand
+from helpers import (ROOT, assert_no_teacher_grad, np_softmax, rand, seg_model, tiny_data_options,
+                     write_teacher)
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEACHER = osp.join(ROOT, '..', 'shared', 'teachers', 'bisenetv2_camvid-240x320_ft3000.pth')
 CIRKD_RECIPE = 'configs/distill/seg/cirkd/' \
     'cirkd_logits-feat_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py'
@@ -515,11 +514,11 @@ def test_bpkd_images_without_body_or_edges_and_errors():
 # ------------------------------------------------------------------ inside the real Distiller
 def test_cirkd_and_bpkd_inside_the_distiller(tmp_path):
     torch.manual_seed(0)
-    cfg_path, ckpt = write_teacher(str(tmp_path), _tiny_seg_model(8))
+    cfg_path, ckpt = write_teacher(str(tmp_path), seg_model(8))
     model = MODELS.build(
         dict(
             type='Distiller',
-            student=dict(model=_tiny_seg_model(4), scope='mmseg'),
+            student=dict(model=seg_model(4), scope='mmseg'),
             teacher=dict(config=cfg_path, checkpoint=ckpt),
             taps=dict(
                 s_logits='student:decode_head.conv_seg',

@@ -17,31 +17,12 @@ from mmengine.registry import MODELS
 from rtkd.distill.losses import (AttentionTransferLoss, ChannelWiseKD, FitNetsLoss, HintonKD,
                                  HolisticKD, NFDLoss, OFDLoss, PairWiseKD, PixelWiseKD,
                                  margin_from_bn)
+from helpers import assert_no_teacher_grad, np_softmax, rand, seg_model
 
 ALL_NAMES = [
     'PixelWiseKD', 'PairWiseKD', 'HolisticKD', 'ChannelWiseKD', 'OFDLoss', 'NFDLoss', 'FitNetsLoss',
     'AttentionTransferLoss', 'HintonKD'
 ]
-
-
-def rand(*shape, seed=0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=dtype)
-
-
-def np_softmax(x, axis):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def assert_no_teacher_grad(loss_fn, s, t, **extra):
-    s = s.clone().requires_grad_(True)
-    t = t.clone().requires_grad_(True)
-    loss = loss_fn(s, t, **extra)
-    loss.backward()
-    assert t.grad is None
-    assert s.grad is not None and torch.isfinite(s.grad).all()
-    assert loss.dim() == 0
 
 
 # ---------------------------------------------------------------- registry / interface
@@ -530,43 +511,6 @@ def test_holistic_input_checks_and_unconditional_mode():
 
 
 # ---------------------------------------------------------------- inside the real Distiller
-def _tiny_seg_model(base: int) -> dict:
-    """A tiny mmseg EncoderDecoder (ResNetV1c-18 with ``base`` channels, OS 8, 11 classes)."""
-    bn = dict(type='BN', requires_grad=True)
-    return dict(
-        type='EncoderDecoder',
-        data_preprocessor=dict(
-            type='SegDataPreProcessor',
-            mean=[123.675, 116.28, 103.53],
-            std=[58.395, 57.12, 57.375],
-            bgr_to_rgb=True,
-            pad_val=0,
-            seg_pad_val=255,
-            size=(32, 48)),
-        backbone=dict(
-            type='ResNetV1c',
-            depth=18,
-            base_channels=base,
-            stem_channels=base,
-            out_indices=(0, 1, 2, 3),
-            dilations=(1, 1, 2, 4),
-            strides=(1, 2, 1, 1),
-            norm_cfg=bn,
-            contract_dilation=True),
-        decode_head=dict(
-            type='FCNHead',
-            in_channels=base * 8,
-            in_index=3,
-            channels=2 * base,
-            num_convs=1,
-            concat_input=False,
-            num_classes=11,
-            norm_cfg=bn,
-            loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-        train_cfg=dict(),
-        test_cfg=dict(mode='whole'))
-
-
 def test_every_dense_loss_inside_the_distiller(tmp_path):
     """All dense losses at once through rtkd's Distiller on tiny mmseg models (2 x 3 x 32 x 48)."""
     from mmengine.registry import DefaultScope
@@ -578,9 +522,9 @@ def test_every_dense_loss_inside_the_distiller(tmp_path):
     torch.manual_seed(0)
     cfg_path = str(tmp_path / 'teacher.py')
     with open(cfg_path, 'w') as f:
-        f.write(f"default_scope = 'mmseg'\nmodel = {_tiny_seg_model(8)!r}\n")
+        f.write(f"default_scope = 'mmseg'\nmodel = {seg_model(8)!r}\n")
     with DefaultScope.overwrite_default_scope('mmseg'):
-        teacher = MODELS.build(_tiny_seg_model(8))
+        teacher = MODELS.build(seg_model(8))
     ckpt = str(tmp_path / 'teacher.pth')
     torch.save(dict(state_dict=teacher.state_dict()), ckpt)
 
@@ -589,7 +533,7 @@ def test_every_dense_loss_inside_the_distiller(tmp_path):
     model = MODELS.build(
         dict(
             type='Distiller',
-            student=dict(model=_tiny_seg_model(4), scope='mmseg'),
+            student=dict(model=seg_model(4), scope='mmseg'),
             teacher=dict(config=cfg_path, checkpoint=ckpt),
             taps=dict(
                 s_logits='student:decode_head.conv_seg',

@@ -3,7 +3,7 @@
 Each loss: zero when student equals teacher, no gradient into the teacher, a value computed by
 hand (numpy loops, float64) on a tiny tensor, its defining invariance, bad arguments failing
 early, the loss inside the real Distiller, and its shipped recipe built and stepped (2 Runner
-iterations on tiny data made here).
+iterations on tiny data made by the shared helpers).
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from mmengine.runner import Runner
 
 import rtkd  # noqa: F401
 from rtkd.distill.losses import DISTLoss, DKDLoss, HintonKD, PKDLoss
-from helpers import tiny_data_options, write_teacher
-from test_distill_losses import _tiny_seg_model, assert_no_teacher_grad, rand
+from helpers import (RECIPE_NAME, ROOT, assert_no_teacher_grad, cls_runner_config,
+                     det_runner_config, det_sample, make_tiny_coco, make_tiny_folder, rand,
+                     retinanet, seg_model, tiny_data_options, write_teacher)
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DIST_RECIPE = osp.join(
     ROOT, 'configs/distill/seg/dist/'
     'dist_logits_bisenetv2-ft3000_fast-scnn_1xb8-6k_camvid-240x320.py')
@@ -387,11 +387,11 @@ def _seg_samples(n=2, h=32, w=48):
 def test_dist_and_pkd_inside_the_distiller(tmp_path):
     """DIST on the logits and PKD on a feature map (after a connector) of tiny mmseg models."""
     torch.manual_seed(0)
-    cfg_path, ckpt = write_teacher(str(tmp_path), _tiny_seg_model(8))
+    cfg_path, ckpt = write_teacher(str(tmp_path), seg_model(8))
     model = MODELS.build(
         dict(
             type='Distiller',
-            student=dict(model=_tiny_seg_model(4), scope='mmseg'),
+            student=dict(model=seg_model(4), scope='mmseg'),
             teacher=dict(config=cfg_path, checkpoint=ckpt),
             taps=dict(
                 s_logits='student:decode_head.conv_seg',
@@ -417,9 +417,9 @@ def test_dist_and_pkd_inside_the_distiller(tmp_path):
 def test_dist_and_pkd_zero_for_a_copy_of_the_teacher(tmp_path):
     cfg_path = str(tmp_path / 'teacher.py')
     with open(cfg_path, 'w') as f:
-        f.write(f"default_scope = 'mmseg'\nmodel = {_tiny_seg_model(8)!r}\n")
+        f.write(f"default_scope = 'mmseg'\nmodel = {seg_model(8)!r}\n")
     with DefaultScope.overwrite_default_scope('mmseg'):
-        teacher = MODELS.build(_tiny_seg_model(8))
+        teacher = MODELS.build(seg_model(8))
     ckpt = str(tmp_path / 'teacher.pth')
     torch.save(dict(state_dict=teacher.state_dict()), ckpt)
     with DefaultScope.overwrite_default_scope('mmseg'):
@@ -531,7 +531,6 @@ def test_dkd_inside_the_distiller_reads_labels_from_data_samples(cls_teacher):
 
 
 def _cls_runner_cfg(path: str, data_root: str, work_dir: str, model: dict) -> Config:
-    from test_distill_cls import cls_runner_config
     return Config.fromfile(cls_runner_config(path, data_root, work_dir, model))
 
 
@@ -560,7 +559,6 @@ def test_dkd_recipe_builds_warms_up_and_steps(cls_teacher, tmp_path):
 
 def test_dkd_recipe_losses_run_two_runner_iterations(cls_teacher, tmp_path):
     """The recipe's loss entry (warm-up shortened) through the Runner on a tiny image folder."""
-    from test_distill_cls import make_tiny_folder
     folder = make_tiny_folder(str(tmp_path / 'data'))
     recipe = Config.fromfile(DKD_RECIPE)
     loss = recipe.model.losses.loss_dkd.to_dict()
@@ -592,7 +590,6 @@ def test_dkd_recipe_losses_run_two_runner_iterations(cls_teacher, tmp_path):
 # ---------------------------------------------------------------- detection: PKD
 def test_pkd_recipe_builds_and_steps():
     """The shipped Faster R-CNN R101 -> R50 recipe, random teacher, one 64x64 training step."""
-    from test_distill_det import det_sample
     cfg = Config.fromfile(PKD_RECIPE)
     assert cfg.default_scope == 'mmdet'
     assert sorted(cfg.model.losses) == [f'loss_pkd_p{i}' for i in range(4)]
@@ -615,7 +612,6 @@ def test_pkd_recipe_builds_and_steps():
 
 def test_pkd_recipe_losses_run_two_runner_iterations(tmp_path):
     """The recipe's taps and losses on tiny RetinaNets (16 -> 32 FPN channels, connectors)."""
-    from test_distill_det import det_runner_config, make_tiny_coco, retinanet
     coco = make_tiny_coco(str(tmp_path / 'coco'))
     t_cfg = str(tmp_path / 'teacher.py')
     with open(t_cfg, 'w') as f:
@@ -648,8 +644,7 @@ def test_pkd_recipe_losses_run_two_runner_iterations(tmp_path):
 
 # ---------------------------------------------------------------- segmentation: DIST
 def test_dist_recipe_follows_the_naming_scheme():
-    from test_distiller_recipes import NAME
-    m = NAME.match(osp.basename(DIST_RECIPE))
+    m = RECIPE_NAME.match(osp.basename(DIST_RECIPE))
     assert m and m['method'] == 'dist' and m['data'] == 'camvid'
     cfg = Config.fromfile(DIST_RECIPE)
     loss = cfg.model.losses.loss_dist

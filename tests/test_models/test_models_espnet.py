@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from rt_model_checks import (build_model, count_params, load_cfg, loss_and_check_grads,
-                             predict_logits, tiny_size_options)
+from helpers import (build_model, count_params, load_cfg, loss_and_check_grads, predict_logits,
+                     tiny_size_options)
 
 CAMVID = 'configs/espnet/espnet_1xb8-2k_camvid-360x480.py'
 CITYSCAPES = 'configs/espnet/espnet_1xb12-75k_cityscapes-512x1024.py'

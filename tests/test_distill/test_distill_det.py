@@ -1,134 +1,34 @@
 """Detection distillation (mmdet): FGFI masks and loss, CWD/feature losses on FPN levels, Runner.
 
-Tiny data made here: a few 64x64 PNGs with coloured rectangles + a COCO json. Tiny RetinaNets
-(ResNet-18 layout with 8/16 base channels, FPN 16/32 channels, one stacked conv).
+Tiny data (helpers.make_tiny_coco): a few 64x64 PNGs with coloured rectangles + a COCO json.
+Tiny RetinaNets (helpers.retinanet: ResNet-18 layout with 8/16 base channels, FPN 16/32 channels,
+one stacked conv).
 """
 from __future__ import annotations
 
 import glob
-import json
-import os
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
-from mmdet.structures import DetDataSample
-from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
-from mmengine.structures import InstanceData
 
 import rtkd  # noqa: F401
 from rtkd.distill.det_utils import anchor_imitation_masks, gt_box_masks
+from helpers import ROOT, det_runner_config, det_sample, make_tiny_coco, retinanet
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs/distill/det/**/*.py'), recursive=True))
-BN = dict(type='BN', requires_grad=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # tiny data and models
 # ---------------------------------------------------------------------------------------------
-def make_tiny_coco(root: str, n: int = 4, size: int = 64, seed: int = 0) -> str:
-    """Write ``root/images/*.png`` and ``root/ann.json`` (COCO format, 2 classes)."""
-    import cv2
-    rng = np.random.default_rng(seed)
-    os.makedirs(osp.join(root, 'images'), exist_ok=True)
-    images, anns = [], []
-    for i in range(n):
-        img = rng.integers(0, 40, (size, size, 3)).astype(np.uint8)
-        for k in range(1 + i % 2):
-            x, y = int(rng.integers(0, size // 2)), int(rng.integers(0, size // 2))
-            w, h = int(rng.integers(12, size // 2)), int(rng.integers(12, size // 2))
-            img[y:y + h, x:x + w] = (200, 60, 60) if k == 0 else (60, 200, 60)
-            anns.append(
-                dict(
-                    id=len(anns) + 1,
-                    image_id=i + 1,
-                    category_id=k + 1,
-                    bbox=[x, y, w, h],
-                    area=w * h,
-                    iscrowd=0))
-        name = f'{i:04d}.png'
-        cv2.imwrite(osp.join(root, 'images', name), img)
-        images.append(dict(id=i + 1, file_name=name, width=size, height=size))
-    cats = [dict(id=1, name='red'), dict(id=2, name='green')]
-    with open(osp.join(root, 'ann.json'), 'w') as f:
-        json.dump(dict(images=images, annotations=anns, categories=cats), f)
-    return root
-
-
 @pytest.fixture(scope='module')
 def tiny_coco(tmp_path_factory) -> str:
     return make_tiny_coco(str(tmp_path_factory.mktemp('coco')))
-
-
-def retinanet(base: int, fpn: int) -> dict:
-    """A tiny mmdet RetinaNet: ResNet-18 layout with ``base`` channels, FPN with ``fpn``."""
-    return dict(
-        type='RetinaNet',
-        data_preprocessor=dict(
-            type='DetDataPreprocessor',
-            mean=[123.675, 116.28, 103.53],
-            std=[58.395, 57.12, 57.375],
-            bgr_to_rgb=True,
-            pad_size_divisor=32),
-        backbone=dict(
-            type='ResNet',
-            depth=18,
-            base_channels=base,
-            stem_channels=base,
-            num_stages=4,
-            out_indices=(0, 1, 2, 3),
-            frozen_stages=-1,
-            norm_cfg=BN,
-            norm_eval=False,
-            style='pytorch'),
-        neck=dict(
-            type='FPN',
-            in_channels=[base, base * 2, base * 4, base * 8],
-            out_channels=fpn,
-            start_level=1,
-            add_extra_convs='on_input',
-            num_outs=5),
-        bbox_head=dict(
-            type='RetinaHead',
-            num_classes=2,
-            in_channels=fpn,
-            stacked_convs=1,
-            feat_channels=fpn,
-            anchor_generator=dict(
-                type='AnchorGenerator',
-                octave_base_scale=4,
-                scales_per_octave=3,
-                ratios=[0.5, 1.0, 2.0],
-                strides=[8, 16, 32, 64, 128]),
-            bbox_coder=dict(
-                type='DeltaXYWHBBoxCoder',
-                target_means=[.0, .0, .0, .0],
-                target_stds=[1.0, 1.0, 1.0, 1.0]),
-            loss_cls=dict(
-                type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
-            loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
-        train_cfg=dict(
-            assigner=dict(
-                type='MaxIoUAssigner',
-                pos_iou_thr=0.5,
-                neg_iou_thr=0.4,
-                min_pos_iou=0,
-                ignore_iof_thr=-1),
-            sampler=dict(type='PseudoSampler'),
-            allowed_border=-1,
-            pos_weight=-1,
-            debug=False),
-        test_cfg=dict(
-            nms_pre=100,
-            min_bbox_size=0,
-            score_thr=0.0,
-            nms=dict(type='nms', iou_threshold=0.5),
-            max_per_img=20))
 
 
 @pytest.fixture(scope='module')
@@ -175,20 +75,6 @@ def det_distiller(teacher, **kw) -> dict:
         losses=losses)
     cfg.update(kw)
     return cfg
-
-
-def det_sample(boxes, shape=(64, 64)) -> DetDataSample:
-    s = DetDataSample()
-    b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    s.gt_instances = InstanceData(bboxes=HorizontalBoxes(b), labels=torch.zeros(len(b)).long())
-    s.set_metainfo(
-        dict(
-            img_shape=shape,
-            ori_shape=shape,
-            pad_shape=shape,
-            batch_input_shape=shape,
-            scale_factor=(1.0, 1.0)))
-    return s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,48 +239,6 @@ def test_cwd_on_head_logits_needs_predict_mode(det_teacher):
 # ---------------------------------------------------------------------------------------------
 # Runner: train 2 iterations, COCO mAP of the student, student-only checkpoint round trip
 # ---------------------------------------------------------------------------------------------
-def det_runner_config(path: str, data_root: str, work_dir: str, model: dict) -> str:
-    ann = osp.join(data_root, 'ann.json')
-    text = f"""
-_base_ = ['mmdet::_base_/default_runtime.py']
-custom_imports = dict(imports=['rtkd'], allow_failed_imports=False)
-work_dir = {work_dir!r}
-metainfo = dict(classes=('red', 'green'))
-train_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
-                  dict(type='Resize', scale=(64, 64), keep_ratio=True),
-                  dict(type='RandomFlip', prob=0.5), dict(type='PackDetInputs')]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(64, 64),
-                  keep_ratio=True), dict(type='LoadAnnotations', with_bbox=True),
-                 dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-                                                       'img_shape', 'scale_factor'))]
-dataset = dict(type='CocoDataset', data_root={data_root!r}, ann_file='ann.json',
-               data_prefix=dict(img='images/'), metainfo=metainfo)
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        sampler=dict(type='InfiniteSampler', shuffle=True),
-                        dataset=dict(dataset, pipeline=train_pipeline,
-                                     filter_cfg=dict(filter_empty_gt=True)))
-val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, drop_last=False,
-                      sampler=dict(type='DefaultSampler', shuffle=False),
-                      dataset=dict(dataset, pipeline=test_pipeline, test_mode=True))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='CocoMetric', ann_file={ann!r}, metric='bbox', format_only=False)
-test_evaluator = val_evaluator
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=2)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.001, momentum=0.9))
-param_scheduler = []
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
-                     logger=dict(type='LoggerHook', interval=1))
-log_processor = dict(by_epoch=False)
-randomness = dict(seed=0)
-model = {model!r}
-"""
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
-
-
 def test_det_runner_train_test_and_student_export(tiny_coco, det_teacher, tmp_path):
     work = str(tmp_path / 'work')
     cfg = Config.fromfile(
