@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-import rtkd  # noqa: F401  (registers the layer)
+import rtkd  # noqa: F401  (registers rtkd's types)
 from rtkd.models.layers import FastAttention
 
 
@@ -62,8 +62,10 @@ def test_module_matches_naive_and_residual() -> None:
 
 def test_shape_and_gradients() -> None:
     torch.manual_seed(0)
-    m = MODELS.build(dict(type='FastAttention', in_channels=16))  # registered, default 32 q/k
+    m = FastAttention(in_channels=16)  # default 32 q/k
     assert m.query.conv.out_channels == 32
+    # a private building block of RTFANet, not a registered type (built in Python, not configs)
+    assert MODELS.get('FastAttention') is None
     x = torch.randn(2, 16, 9, 11, requires_grad=True)
     y = m(x)
     assert y.shape == x.shape

@@ -1,4 +1,4 @@
-"""FANet-18/34 (FANet backbone + FANetHead + 2 FCN aux heads): sizes, losses, gradients, params."""
+"""FANet-18/34 (RTFANet + RTFANetHead + 2 FCN aux heads): sizes, losses, gradients, params."""
 from __future__ import annotations
 
 import os.path as osp

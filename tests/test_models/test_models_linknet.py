@@ -1,4 +1,4 @@
-"""LinkNet (RTResNet-18 + LinkNetHead): sizes, losses, gradients, parameters, pretraining."""
+"""LinkNet (RTResNet-18 + RTLinkNetHead): sizes, losses, gradients, parameters, pretraining."""
 from __future__ import annotations
 
 import os.path as osp
@@ -119,7 +119,7 @@ def test_missing_local_checkpoint_fails_early() -> None:
 def test_bad_decoder_strides_fail_early() -> None:
     init_default_scope('mmseg')
     with pytest.raises(ValueError, match='dec_strides'):
-        MODELS.build(dict(type='LinkNetHead', num_classes=3, dec_strides=(2, 2)))
+        MODELS.build(dict(type='RTLinkNetHead', num_classes=3, dec_strides=(2, 2)))
 
 
 def test_camvid_config_trains_two_iterations(tiny_camvid, tmp_path) -> None:

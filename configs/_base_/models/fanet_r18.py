@@ -2,7 +2,7 @@
 # ImageNet ResNet-18 with an extra stride in stage 1 (features at 1/8..1/64), fast attention on
 # every stage, top-down fusion, output stride 8, two auxiliary heads (0.5 each) in training.
 # Layout and widths follow the official code (13.8 M parameters with 19 classes); the "up" 1x1
-# convs have no padding (the official code pads them by 1, see ``up_padding`` of ``FANet``).
+# convs have no padding (the official code pads them by 1, see ``up_padding`` of ``RTFANet``).
 # Losses as the official code (OhemCELoss2D) on all three outputs: OHEM cross-entropy, pixels whose
 # true-class probability is below 0.7, at least ``min_kept`` per image, averaged over the kept
 # pixels. ``min_kept`` is the crop area / 16 (the official n_min); the value below is for 512x1024
@@ -22,7 +22,7 @@ model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
     backbone=dict(
-        type='FANet',
+        type='RTFANet',
         resnet_cfg=dict(
             type='RTResNet',
             depth=18,
@@ -37,7 +37,7 @@ model = dict(
         act_cfg=act_cfg,
         align_corners=False),
     decode_head=dict(  # concat(s_1, up(s_3)) -> conv3x3 256 -> classes, at 1/8
-        type='FANetHead',
+        type='RTFANetHead',
         in_channels=(128, 128),
         in_index=(0, 1),
         channels=256,

@@ -21,7 +21,7 @@ model = dict(
         norm_cfg=norm_cfg,
         init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet18')),
     decode_head=dict(
-        type='LinkNetHead',
+        type='RTLinkNetHead',
         in_channels=(64, 64, 128, 256, 512),
         channels=32,
         dec_strides=(1, 2, 2, 2),  # must mirror the encoder strides

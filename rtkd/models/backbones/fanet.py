@@ -13,7 +13,7 @@ The official code builds ``u`` as a 1x1 conv with ``padding=1`` (a border of ``a
 pixels, so ``u_i`` is 2 pixels larger per dimension before it is resized to the next stage);
 here ``u`` is unpadded by default and ``up_padding=1`` reproduces the official layer.
 The backbone returns ``(s_1, s_3, s_4)`` = (1/8, 1/32, 1/64), 128 channels each: the decode head
-(:class:`rtkd.models.decode_heads.FANetHead`) concatenates ``s_1`` and upsampled ``s_3``
+(:class:`rtkd.models.decode_heads.RTFANetHead`) concatenates ``s_1`` and upsampled ``s_3``
 (output stride 8) and the two auxiliary heads of the paper's training read ``s_3`` and ``s_4``.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ class _FANetStage(nn.Module):
 
 
 @MODELS.register_module()
-class FANet(BaseModule):
+class RTFANet(BaseModule):
     """FANet backbone: ResNet (extra stride in stage 1) + per-stage fast attention + fusion.
 
     Args:
@@ -110,12 +110,12 @@ class FANet(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if up_padding not in (0, 1):
-            raise ValueError(f'FANet up_padding must be 0 (default) or 1 (official code), '
+            raise ValueError(f'RTFANet up_padding must be 0 (default) or 1 (official code), '
                              f'got {up_padding}.')
         resnet_cfg = dict(resnet_cfg)
         resnet_cfg.setdefault('out_indices', (0, 1, 2, 3))
         if len(resnet_cfg['out_indices']) != 4:
-            raise ValueError(f'FANet needs the 4 ResNet stages, got out_indices='
+            raise ValueError(f'RTFANet needs the 4 ResNet stages, got out_indices='
                              f'{resnet_cfg["out_indices"]}.')
         self.resnet = MODELS.build(resnet_cfg)
         widths = self._stage_widths()
@@ -126,7 +126,7 @@ class FANet(BaseModule):
         ])
         for i in range(3):
             if widths[i + 1] // 2 != widths[i]:
-                raise ValueError(f'FANet top-down fusion needs each stage twice as wide as the '
+                raise ValueError(f'RTFANet top-down fusion needs each stage twice as wide as the '
                                  f'previous one, got widths {widths}.')
 
     def _stage_widths(self) -> List[int]:

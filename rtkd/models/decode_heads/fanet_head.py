@@ -18,13 +18,13 @@ from mmseg.registry import MODELS
 
 
 @MODELS.register_module()
-class FANetHead(BaseDecodeHead):
+class RTFANetHead(BaseDecodeHead):
     """Concat (high-res, upsampled low-res) -> conv3x3 -> 1x1 classifier.
 
     Args:
         in_channels (Sequence[int]): widths of the selected inputs, high resolution first
             (default ``(128, 128)``: ``s_1`` and ``s_3`` of
-            :class:`rtkd.models.backbones.FANet`).
+            :class:`rtkd.models.backbones.RTFANet`).
         channels (int): width of the 3x3 conv (256 in the paper).
         in_index (Sequence[int]): which backbone outputs to use. Default: ``(0, 1)``.
         **kwargs: forwarded to ``BaseDecodeHead`` (``num_classes``, ``norm_cfg``, ``act_cfg``,

@@ -123,7 +123,7 @@ class LinkNetDecoderBlock(nn.Module):
 
 
 @MODELS.register_module()
-class LinkNetHead(BaseDecodeHead):
+class RTLinkNetHead(BaseDecodeHead):
     """LinkNet decoder and full-resolution classifier as an mmseg decode head.
 
     Expects the encoder outputs ``(e_0, e_1, ..., e_k)`` where ``e_0`` is the stem output (input of
@@ -154,7 +154,7 @@ class LinkNetHead(BaseDecodeHead):
         kwargs.setdefault('dropout_ratio', 0.0)
         super().__init__(in_channels, channels, **kwargs)
         if len(dec_strides) != len(in_channels) - 1:
-            raise ValueError(f'LinkNetHead needs one decoder stride per encoder block '
+            raise ValueError(f'RTLinkNetHead needs one decoder stride per encoder block '
                              f'({len(in_channels) - 1}), got dec_strides={tuple(dec_strides)}.')
         self.dec_strides = tuple(dec_strides)
         self.decoders = nn.ModuleList([
@@ -186,7 +186,7 @@ class LinkNetHead(BaseDecodeHead):
         """
         feats = self._transform_inputs(inputs)
         if len(feats) != len(self.in_channels):
-            raise ValueError(f'LinkNetHead expects {len(self.in_channels)} feature maps (stem + '
+            raise ValueError(f'RTLinkNetHead expects {len(self.in_channels)} feature maps (stem + '
                              f'blocks), got {len(feats)}; use RTResNet(out_stem=True).')
         x = feats[-1]
         for i in range(len(feats) - 1, 0, -1):

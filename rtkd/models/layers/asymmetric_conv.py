@@ -11,10 +11,8 @@ from typing import Optional
 import torch
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
-from mmseg.registry import MODELS
 
 
-@MODELS.register_module()
 class AsymmetricConv(BaseModule):
     """k x 1 conv (+norm +act) followed by 1 x k conv (+norm +act); spatial size is kept.
 

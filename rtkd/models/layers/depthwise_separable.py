@@ -10,10 +10,8 @@ from __future__ import annotations
 from typing import Optional
 
 from mmcv.cnn import DepthwiseSeparableConvModule
-from mmseg.registry import MODELS
 
 
-@MODELS.register_module()
 class DSConv(DepthwiseSeparableConvModule):
     """Depthwise-separable conv: DW k x k (+BN) -> PW 1 x 1 (+BN +act).
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 from typing import Optional
 
 from mmcv.cnn import ConvModule
-from mmseg.registry import MODELS
 
 
-@MODELS.register_module()
 class DilatedConv(ConvModule):
     """:class:`mmcv.cnn.ConvModule` (conv +norm +act) with dilation and size-keeping padding.
 

@@ -17,7 +17,6 @@ import torch
 import torch.nn as nn
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
-from mmseg.registry import MODELS
 
 
 def norm_prelu(channels: int, norm_cfg: Optional[dict]) -> nn.Sequential:
@@ -37,7 +36,6 @@ def norm_prelu(channels: int, norm_cfg: Optional[dict]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@MODELS.register_module()
 class ESPModule(BaseModule):
     """ESP module with hierarchical feature fusion (reduce -> split/dilate -> HFF -> merge).
 

@@ -19,10 +19,8 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
-from mmseg.registry import MODELS
 
 
-@MODELS.register_module()
 class FastAttention(BaseModule):
     """Fast spatial attention block with a residual connection (FANet, RA-L 2021).
 

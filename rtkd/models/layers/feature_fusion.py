@@ -15,10 +15,8 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule, build_activation_layer
 from mmengine.model import BaseModule
 from mmseg.models.utils import resize
-from mmseg.registry import MODELS
 
 
-@MODELS.register_module()
 class FeatureFusion(BaseModule):
     """Fuse a high-resolution (detail) and a low-resolution (context) feature map by addition.
 

@@ -13,10 +13,8 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from mmseg.models.utils import resize
-from mmseg.registry import MODELS
 
 
-@MODELS.register_module()
 class PyramidPooling(BaseModule):
     """Pyramid pooling: pooled context at several bin sizes, concatenated with the input, fused.
 
