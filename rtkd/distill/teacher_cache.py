@@ -433,14 +433,12 @@ class TeacherCache:
 
     def _assemble(self, tap_names: Sequence[str], maps: Dict[str, Tensor]) -> Dict[str, object]:
         """Storage maps -> tap values (tuples for tuple taps)."""
-        out = {}
-        for t in tap_names:
-            parts = tap_parts(self.taps, t)
-            if 'parts' in self.taps[t]:
-                out[t] = tuple(maps[k] for k, _ in parts)
-            else:
-                out[t] = maps[t]
-        return out
+        return {
+            t:
+            tuple(maps[k]
+                  for k, _ in tap_parts(self.taps, t)) if 'parts' in self.taps[t] else maps[t]
+            for t in tap_names
+        }
 
     def geometric(self, tap_names: Sequence[str], data_samples: list, batch_hw: Tuple[int, int],
                   device) -> Dict[str, Tensor]:
