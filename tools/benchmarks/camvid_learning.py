@@ -58,7 +58,9 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
 
     The same warm-up + poly schedule, iteration budget, batch size and training crop are
     imposed on every config (its optimizer, losses and augmentation stay its own). For a
-    ``Distiller`` recipe the student's preprocessor gets the crop size through the student spec.
+    ``Distiller`` recipe the student's preprocessor gets the crop size through the student spec,
+    for a ``CohortDistiller`` (online distillation) every member's does; a self-distillation
+    recipe (no teacher) refuses ``--teacher-config`` / ``--teacher-ckpt``.
 
     Returns:
         str: path of the written config.
@@ -99,20 +101,32 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
         if args.eval_split == 'test':
             ds['data_prefix'] = dict(img_path='test', seg_map_path='testannot')
         lines.append(f'val_dataloader = dict(dataset={ds!r})')
-    if cfg.model.get('type') == 'Distiller':
-        student = cfg.model.student
-        spec = dict(student) if isinstance(student, dict) and 'config' in student \
-            else dict(config=student)
-        cfg_opts = dict(spec.get('cfg_options') or {})
-        cfg_opts['model.data_preprocessor.size'] = (h, w)
-        spec['cfg_options'] = cfg_opts
-        spec['_delete_'] = True
+    kind = cfg.model.get('type')
+    if kind in ('Distiller', 'CohortDistiller'):
+        # the crop reaches each trained network through its own spec's preprocessor
+        nets = dict(student=cfg.model.student) if kind == 'Distiller' else cfg.model.members
+        model = {'members': {}} if kind == 'CohortDistiller' else {}
+        for key, net in nets.items():
+            if isinstance(net, dict) and 'config' not in net:  # a model dict: merged into
+                spec = dict(data_preprocessor=dict(size=(h, w)))
+            else:  # a config path or spec: through its cfg_options
+                spec = dict(net) if isinstance(net, dict) else dict(config=net)
+                cfg_opts = dict(spec.get('cfg_options') or {})
+                cfg_opts['model.data_preprocessor.size'] = (h, w)
+                spec['cfg_options'] = cfg_opts
+                spec['_delete_'] = True
+            (model['members'] if kind == 'CohortDistiller' else model)[key] = spec
         teacher = {}
         if args.teacher_config:
             teacher['config'] = args.teacher_config
         if args.teacher_ckpt:
             teacher['checkpoint'] = args.teacher_ckpt
-        lines.append(f'model = dict(student={spec!r}, teacher={teacher!r})')
+        if teacher and kind == 'Distiller' and cfg.model.get('teacher') is None:
+            raise ValueError(f'{cfg_path} has no teacher (self-distillation); '
+                             '--teacher-config / --teacher-ckpt do not apply to it.')
+        if teacher and kind == 'Distiller':
+            model['teacher'] = teacher
+        lines.append(f'model = dict(**{model!r})')
         # the Runner injects the config's top-level data_preprocessor into the model when the
         # model dict has none (a Distiller's defaults to its student's): keep both in step
         if cfg.get('data_preprocessor') is not None:
