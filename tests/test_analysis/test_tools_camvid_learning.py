@@ -27,7 +27,8 @@ def bench_args(**kw):
         data_root=None,
         eval_split='val',
         teacher_config=None,
-        teacher_ckpt=None)
+        teacher_ckpt=None,
+        seed=None)
     args.update(kw)
     return types.SimpleNamespace(**args)
 
@@ -76,3 +77,10 @@ def test_teacher_recipe_student_crop_and_teacher_override(tool, tmp_path):
     assert cfg.model.student.cfg_options['model.data_preprocessor.size'] == CROP
     assert cfg.model.teacher.checkpoint == 'other.pth'
     assert cfg.model.teacher.config  # the recipe's teacher config is kept
+
+
+def test_seed_is_the_configs_unless_given(tool, tmp_path):
+    own = Config.fromfile(tool.write_bench_config(DIST, str(tmp_path / 'own'), bench_args()))
+    assert own.randomness.seed == Config.fromfile(DIST).randomness.seed
+    cfg = Config.fromfile(tool.write_bench_config(DIST, str(tmp_path / 's'), bench_args(seed=7)))
+    assert cfg.randomness.seed == 7

@@ -41,6 +41,11 @@ def parse_args():
     p.add_argument('--eval-split', choices=['val', 'test'], default='val')
     p.add_argument('--work-dir', default='work_dirs/bench_learning')
     p.add_argument('--data-root', default=None, help='CamVid folder (default: dataset fallbacks)')
+    p.add_argument(
+        '--seed',
+        type=int,
+        default=None,
+        help="randomness.seed of every run (default: each config's)")
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all)')
     p.add_argument(
         '--teacher-config', default=None, help='override the teacher config of Distiller recipes')
@@ -78,6 +83,8 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
         f'train_cfg = dict(max_iters={it}, val_interval={it})',
         f'default_hooks = dict(checkpoint=dict(interval={it}), logger=dict(interval=20))',
     ]
+    if getattr(args, 'seed', None) is not None:
+        lines.append(f'randomness = dict(seed={args.seed})')
     if isinstance(cfg.get('param_scheduler'), dict):  # one schedule per optimizer (SKD critic)
         others = {k: v for k, v in cfg.param_scheduler.to_dict().items() if k != 'student'}
         lines.append(f'param_scheduler = dict(_delete_=True, student={sched}, '
