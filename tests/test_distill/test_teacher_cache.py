@@ -24,8 +24,9 @@ from mmengine.runner import Runner
 
 import rtkd  # noqa: F401
 from rtkd.distill import cache_builder as cb
-from rtkd.distill.teacher_cache import (TeacherCacheError, check_pipeline_replayable, decode_tap,
-                                        encode_tap, read_manifest)
+from rtkd.distill.teacher_cache import (TeacherCacheError, check_pipeline_replayable,
+                                        coords_to_grid, decode_tap, encode_tap, read_manifest,
+                                        sample_window)
 from rtkd.visualization.run_logs import load_run
 from helpers import (AUG_PIPE, ROOT, build_distiller, pixel_model, saved_teacher, seg_model,
                      seg_recipe, write_recipe)
@@ -109,6 +110,29 @@ def test_topk_encoding_keeps_topk_probabilities():
     assert torch.equal(dec.argmax(0), x.argmax(0))
     dense = decode_tap({'t': encode_tap(x, None)['']}, 't', 7)
     assert torch.allclose(dense, x, atol=1e-2)
+
+
+@pytest.mark.parametrize('lo,hi', [(-3.0, 12.0), (2.2, 5.9), (-4.0, -1.5), (9.5, 14.0), (3.0, 3.0)])
+def test_windowed_replay_equals_whole_map(lo, hi):
+    # the reader decodes only the window a sample's grid covers; with the border clamp that
+    # must give the whole map's bilinear values, also for coordinates beyond either edge
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(0)
+    src = torch.randn(1, 3, 8, 11, generator=g)
+    uy = torch.linspace(lo * 0.7, hi * 0.7, 5, dtype=torch.float64)
+    ux = torch.linspace(lo, hi, 6, dtype=torch.float64)
+    whole = F.grid_sample(
+        src, coords_to_grid(uy, ux, (8, 11)), padding_mode='border', align_corners=False)
+    (y0, y1), (x0, x1) = sample_window(uy, 8), sample_window(ux, 11)
+    assert 0 <= y0 < y1 <= 8 and 0 <= x0 < x1 <= 11
+    win = F.grid_sample(
+        src[..., y0:y1, x0:x1],
+        coords_to_grid(uy - y0, ux - x0, (y1 - y0, x1 - x0)),
+        padding_mode='border',
+        align_corners=False)
+    torch.testing.assert_close(win, whole, rtol=0, atol=1e-5)
+    if (lo, hi) == (2.2, 5.9):  # an interior grid reads a window, not the whole map
+        assert (x0, x1) == (2, 7)
 
 
 def test_pipeline_checks():
