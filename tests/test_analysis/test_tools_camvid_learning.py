@@ -28,7 +28,8 @@ def bench_args(**kw):
         eval_split='val',
         teacher_config=None,
         teacher_ckpt=None,
-        seed=None)
+        seed=None,
+        cfg_options=[])
     args.update(kw)
     return types.SimpleNamespace(**args)
 
@@ -84,3 +85,11 @@ def test_seed_is_the_configs_unless_given(tool, tmp_path):
     assert own.randomness.seed == Config.fromfile(DIST).randomness.seed
     cfg = Config.fromfile(tool.write_bench_config(DIST, str(tmp_path / 's'), bench_args(seed=7)))
     assert cfg.randomness.seed == 7
+
+
+def test_cfg_options_reach_every_train_command(tool, tmp_path):
+    opts = ['model.losses.loss_dist.loss_weight=2.0']
+    cmd = tool.train_command('b.py', str(tmp_path), bench_args(cfg_options=opts))
+    assert cmd[cmd.index('--cfg-options') + 1:] == opts  # and no --resume without a checkpoint
+    (tmp_path / 'iter_4.pth').write_bytes(b'')
+    assert tool.train_command('b.py', str(tmp_path), bench_args())[-1] == '--resume'

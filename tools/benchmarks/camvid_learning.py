@@ -52,6 +52,13 @@ def parse_args():
     p.add_argument(
         '--teacher-ckpt', default=None, help='override the teacher checkpoint of Distiller recipes')
     p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='KEY=VALUE',
+        help='passed to tools/train.py for every run (e.g. a loss weight being tuned on val); '
+        'written into the table heading')
+    p.add_argument(
         '--skip-existing',
         action='store_true',
         help='reuse a finished run found in the work dir (resume after interruption)')
@@ -147,6 +154,20 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
     return out
 
 
+def train_command(bench_cfg: str, work_dir: str, args) -> list:
+    """The ``tools/train.py`` command of one run (``--resume`` when it has a checkpoint).
+
+    Returns:
+        list: argv.
+    """
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), bench_cfg, '--work-dir', work_dir]
+    if args.cfg_options:
+        cmd += ['--cfg-options', *args.cfg_options]
+    if osp.isdir(work_dir) and glob.glob(osp.join(work_dir, 'iter_*.pth')):
+        cmd.append('--resume')
+    return cmd
+
+
 def last_val(work_dir: str) -> dict:
     """Last validation metrics and the median training iteration time, from the run's
     ``scalars.json`` read into pandas (:func:`rtkd.visualization.run_logs.load_run`)."""
@@ -196,9 +217,7 @@ def main():
         t0 = time.time()
         if not (args.skip_existing and osp.isfile(ckpt)):
             bench_cfg = write_bench_config(cfg, wd, args)
-            cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), bench_cfg, '--work-dir', wd]
-            if osp.isdir(wd) and glob.glob(osp.join(wd, 'iter_*.pth')):
-                cmd.append('--resume')
+            cmd = train_command(bench_cfg, wd, args)
             print(
                 f'[learning] {name}: training {args.iters} iters (full log: '
                 f'{args.work_dir}/{name}.out)',
@@ -231,10 +250,12 @@ def main():
         'aAcc': df.get('aAcc', float('nan')),
         's/iter (median)': df.get('s_per_iter', float('nan'))
     })
-    text = (f'CamVid {args.eval_split} mIoU after {args.iters} iterations, batch {args.batch}, '
-            f'{h}x{w} training crops, evaluation at 360x480 '
-            f'(trivial predictor: {triv:.2f} mIoU)\n\n' +
-            table.to_markdown(index=False, floatfmt='.2f'))  # tabulate
+    text = (
+        f'CamVid {args.eval_split} mIoU after {args.iters} iterations, batch {args.batch}, '
+        f'{h}x{w} training crops, evaluation at 360x480 '
+        f'(trivial predictor: {triv:.2f} mIoU)' +
+        (f'; every run with --cfg-options {" ".join(args.cfg_options)}' if args.cfg_options else '')
+        + '\n\n' + table.to_markdown(index=False, floatfmt='.2f'))  # tabulate
     print(text)
     with open(osp.join(args.work_dir, 'learning.md'), 'w') as f:
         f.write(text + '\n')
