@@ -67,9 +67,10 @@ def test_self_distillation_gets_the_crop_and_no_teacher(tool, tmp_path):
     assert built_sizes(model) == dict(student=CROP)
 
 
-def test_teacher_override_of_a_self_distillation_recipe_is_refused(tool, tmp_path):
-    with pytest.raises(ValueError, match='no teacher'):
-        tool.write_bench_config(BYOT, str(tmp_path), bench_args(teacher_ckpt='t.pth'))
+@pytest.mark.parametrize('recipe', [BYOT, DML], ids=['self', 'online'])
+def test_teacher_override_of_a_recipe_without_frozen_teacher_is_refused(tool, tmp_path, recipe):
+    with pytest.raises(ValueError, match='no frozen teacher'):
+        tool.write_bench_config(recipe, str(tmp_path), bench_args(teacher_ckpt='t.pth'))
 
 
 def test_teacher_recipe_student_crop_and_teacher_override(tool, tmp_path):

@@ -72,7 +72,7 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
     imposed on every config (its optimizer, losses and augmentation stay its own). For a
     ``Distiller`` recipe the student's preprocessor gets the crop size through the student spec,
     for a ``CohortDistiller`` (online distillation) every member's does; a self-distillation
-    recipe (no teacher) refuses ``--teacher-config`` / ``--teacher-ckpt``.
+    or online recipe (no frozen teacher) refuses ``--teacher-config`` / ``--teacher-ckpt``.
 
     Returns:
         str: path of the written config.
@@ -90,7 +90,7 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
         f'train_cfg = dict(max_iters={it}, val_interval={it})',
         f'default_hooks = dict(checkpoint=dict(interval={it}), logger=dict(interval=20))',
     ]
-    if getattr(args, 'seed', None) is not None:
+    if args.seed is not None:
         lines.append(f'randomness = dict(seed={args.seed})')
     if isinstance(cfg.get('param_scheduler'), dict):  # one schedule per optimizer (SKD critic)
         others = {k: v for k, v in cfg.param_scheduler.to_dict().items() if k != 'student'}
@@ -118,29 +118,30 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
     kind = cfg.model.get('type')
     if kind in ('Distiller', 'CohortDistiller'):
         # the crop reaches each trained network through its own spec's preprocessor
-        nets = dict(student=cfg.model.student) if kind == 'Distiller' else cfg.model.members
-        model = {'members': {}} if kind == 'CohortDistiller' else {}
+        cohort = kind == 'CohortDistiller'
+        nets = cfg.model.members if cohort else dict(student=cfg.model.student)
+        specs = {}
         for key, net in nets.items():
             if isinstance(net, dict) and 'config' not in net:  # a model dict: merged into
-                spec = dict(data_preprocessor=dict(size=(h, w)))
+                specs[key] = dict(data_preprocessor=dict(size=(h, w)))
             else:  # a config path or spec: through its cfg_options
                 spec = dict(net) if isinstance(net, dict) else dict(config=net)
                 cfg_opts = dict(spec.get('cfg_options') or {})
                 cfg_opts['model.data_preprocessor.size'] = (h, w)
-                spec['cfg_options'] = cfg_opts
-                spec['_delete_'] = True
-            (model['members'] if kind == 'CohortDistiller' else model)[key] = spec
+                specs[key] = dict(spec, cfg_options=cfg_opts, _delete_=True)
+        model = dict(members=specs) if cohort else specs
         teacher = {}
         if args.teacher_config:
             teacher['config'] = args.teacher_config
         if args.teacher_ckpt:
             teacher['checkpoint'] = args.teacher_ckpt
-        if teacher and kind == 'Distiller' and cfg.model.get('teacher') is None:
-            raise ValueError(f'{cfg_path} has no teacher (self-distillation); '
-                             '--teacher-config / --teacher-ckpt do not apply to it.')
-        if teacher and kind == 'Distiller':
+        if teacher:
+            if cohort or cfg.model.get('teacher') is None:
+                raise ValueError(f'{cfg_path} has no frozen teacher (online or self '
+                                 'distillation); --teacher-config / --teacher-ckpt do not apply '
+                                 'to it.')
             model['teacher'] = teacher
-        lines.append(f'model = dict(**{model!r})')
+        lines.append(f'model = {model!r}')
         # the Runner injects the config's top-level data_preprocessor into the model when the
         # model dict has none (a Distiller's defaults to its student's): keep both in step
         if cfg.get('data_preprocessor') is not None:
