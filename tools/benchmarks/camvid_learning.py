@@ -136,7 +136,7 @@ def write_bench_config(cfg_path: str, work_dir: str, args) -> str:
         if args.teacher_ckpt:
             teacher['checkpoint'] = args.teacher_ckpt
         if teacher:
-            if cohort or cfg.model.get('teacher') is None:
+            if cfg.model.get('teacher') is None:
                 raise ValueError(f'{cfg_path} has no frozen teacher (online or self '
                                  'distillation); --teacher-config / --teacher-ckpt do not apply '
                                  'to it.')
