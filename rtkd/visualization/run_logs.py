@@ -20,8 +20,10 @@ from __future__ import annotations
 import glob
 import json
 import math
+import os
 import os.path as osp
 import re
+import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -291,6 +293,41 @@ def read_test_metrics(work_dir: str, key: Optional[str] = 'mIoU') -> Optional[di
         if isinstance(rec, dict) and (key is None or key in rec):
             return rec
     return None
+
+
+def _copy_atomic(src: str, dst: str) -> None:
+    os.makedirs(osp.dirname(dst), exist_ok=True)
+    tmp = f'{dst}.tmp{os.getpid()}'
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def archive_run(work_dir: str, dest: str) -> List[str]:
+    """Copy what :func:`load_run` and :func:`read_test_metrics` read from a work dir to ``dest``.
+
+    Keeps the evidence of a finished run (a few tens of kB, no checkpoint) where it outlives
+    ``work_dirs``, e.g. in the repository: every ``<timestamp>/vis_data/scalars.json`` (one per
+    launch; a resumed run has several), the configs mmengine dumped into the work dir, and the
+    metrics JSON of test launches in ``test/<timestamp>/``, in the same layout, so ``dest``
+    reads as the work dir does. Each file is written atomically.
+
+    Args:
+        work_dir (str): the run's ``work_dir``.
+        dest (str): the archive folder (created; files already there are replaced).
+
+    Returns:
+        list[str]: the archived paths, relative to ``dest``.
+
+    Raises:
+        FileNotFoundError: ``work_dir`` holds no training or validation logs.
+    """
+    load_run(work_dir)  # fails early, with its message, when there is nothing to keep
+    wd = osp.abspath(work_dir)
+    pats = ['*/vis_data/scalars.json', '*.py', 'test/*/*.json']
+    rels = sorted({osp.relpath(p, wd) for pat in pats for p in glob.glob(osp.join(wd, pat))})
+    for rel in rels:
+        _copy_atomic(osp.join(wd, rel), osp.join(dest, rel))
+    return rels
 
 
 def _distiller_info(path: str) -> tuple:

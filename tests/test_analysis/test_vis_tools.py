@@ -202,6 +202,51 @@ def test_parse_logs_of_a_distillation_run(runs):
     assert osp.basename(runs['cfg'])[:-3] in run.config_names  # the student config
 
 
+def test_archive_run_keeps_what_the_report_reads(runs, tmp_path):
+    """archive_run: the scalars of every launch, the dumped config and a test launch's metrics,
+    no checkpoint; the archive reads as the work dir does (curves, test mIoU)."""
+    import shutil
+
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from rtkd.visualization.run_logs import archive_run, load_run, read_test_metrics
+    wd = str(tmp_path / 'run')
+    shutil.copytree(runs['a'], wd)
+    cfg = Config.fromfile(runs['cfg'])
+    opts = tiny_data_options(runs['data'])
+    opts.update({
+        'test_dataloader.dataset.pipeline.1.scale': (64, 48),
+        'visualizer.name': 'vis_archive_test',
+        'default_hooks.visualization.draw': False
+    })
+    cfg.merge_from_dict(opts)
+    cfg.work_dir = osp.join(wd, 'test')
+    cfg.load_from = osp.join(wd, 'iter_2.pth')
+    Runner.from_cfg(cfg).test()  # a real test launch: test/<timestamp>/<timestamp>.json
+    tested = read_test_metrics(osp.join(wd, 'test'))
+    assert tested is not None
+
+    dest = str(tmp_path / 'archive' / 'run_seed0')
+    rels = archive_run(wd, dest)
+    assert not any(r.endswith('.pth') for r in rels)
+    assert sum(r.endswith('vis_data/scalars.json') for r in rels) == 1
+    assert any(r.startswith('test' + os.sep) and r.endswith('.json') for r in rels)
+    assert any(r.endswith('.py') and os.sep not in r for r in rels)  # the dumped config
+    a, b = load_run(wd), load_run(dest)
+    assert b.series('mIoU', 'val') == a.series('mIoU', 'val') and len(b.train) == 2
+    assert b.config_names == a.config_names
+    assert read_test_metrics(osp.join(dest, 'test')) == tested
+    assert archive_run(wd, dest) == rels  # again: replaced, no temporary files left
+    assert sorted(
+        osp.relpath(p, dest) for p in glob.glob(osp.join(dest, '**', '*'), recursive=True)
+        if osp.isfile(p)) == rels
+    empty = tmp_path / 'empty'
+    (empty / '20261202_000000').mkdir(parents=True)  # a launch folder that logged nothing
+    with pytest.raises(FileNotFoundError, match='no training or validation logs'):
+        archive_run(str(empty), str(tmp_path / 'nothing'))
+
+
 def test_split_distill_losses_and_class_table(tmp_path):
     """scalars.json only (no text log is read): curves, losses, per-class IoU scalars as
     PerClassIoUMetric logs them (``IoU.<class>``, ``Acc.<class>``; NaN for an absent class)."""

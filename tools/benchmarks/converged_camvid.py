@@ -7,7 +7,13 @@ where it stopped), then its final checkpoint is tested on the CamVid **test** sp
 ``mim test mmseg`` (``tools/test.py`` when mim is missing). The report (``--report-only`` skips
 training) reads mmengine's ``scalars.json`` (val mIoU every ``val_interval``) and the test metrics
 JSON, and writes ``converged.md`` / ``converged.csv`` (per seed and mean +- std) and
-``curves.png`` (val mIoU against iterations, every seed thin, the mean thick)::
+``curves.png`` (val mIoU against iterations, every seed thin, the mean thick).
+
+``--archive DIR`` copies the evidence of every finished (run, seed) -- its ``scalars.json`` files,
+its dumped config and its test metrics JSON, in the same work-dir layout, a few tens of kB, no
+checkpoint (:func:`rtkd.visualization.run_logs.archive_run`) -- into ``DIR/<name>_seed<seed>``,
+so the table survives the loss of ``work_dirs`` and ``--report-only --work-dir DIR`` rebuilds it
+from a checkout::
 
     python tools/benchmarks/converged_camvid.py --work-dir work_dirs/converged --seeds 0 1 2 \\
         --run fast-scnn_6k=configs/fast_scnn/fast-scnn_1xb8-6k_camvid-240x320.py \\
@@ -26,7 +32,7 @@ import sys
 import numpy as np
 
 from rtkd.analysis.progress import run_with_progress
-from rtkd.visualization.run_logs import load_run, read_test_metrics
+from rtkd.visualization.run_logs import archive_run, load_run, read_test_metrics
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -44,6 +50,11 @@ def parse_args(argv=None):
     p.add_argument('--report-only', action='store_true', help='no training / testing')
     p.add_argument('--threads', type=int, default=None, help='OMP_NUM_THREADS of the runs')
     p.add_argument('--cfg-options', nargs='+', default=[], help='passed to every training run')
+    p.add_argument(
+        '--archive',
+        default=None,
+        metavar='DIR',
+        help='copy each finished run\'s scalars, config and test metrics into DIR/<name>_seed<s>')
     return p.parse_args(argv)
 
 
@@ -198,6 +209,11 @@ def main(argv=None) -> None:
         for s in args.seeds:  # seed-major: every run gets seed 0 before any gets seed 1
             for name, cfg in runs:
                 train_and_test(name, cfg, s, args, env)
+                if args.archive:
+                    wd = osp.join(args.work_dir, f'{name}_seed{s}')
+                    dest = osp.join(args.archive, f'{name}_seed{s}')
+                    n = len(archive_run(wd, dest))
+                    print(f'[converged] {name} seed {s}: {n} files archived in {dest}', flush=True)
     print(report(runs, args.seeds, args.work_dir))
 
 
