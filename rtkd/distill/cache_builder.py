@@ -21,7 +21,7 @@ from ..version import __version__
 from .losses.pixel_wise_kd import pixel_divergence
 from .teacher import teacher_identity
 from .teacher_cache import (CACHE_FORMAT, MANIFEST, PIPELINE_SCALE, TeacherCache, TeacherCacheError,
-                            check_pipeline_replayable, encode_tap, entry_key, flatten_taps,
+                            check_pipeline_replayable, encode_taps, entry_key, flatten_taps,
                             input_fingerprint, read_manifest, save_arrays, scale_tag, tap_parts,
                             text_digest, write_manifest)
 
@@ -335,9 +335,11 @@ def build_geometric(cfg: Config,
                     '__img_shape': np.array(meta['img_shape'][:2], np.int64),
                     '__scale_factor': np.array(meta['scale_factor'][:2], np.float64)
                 }
-                for name, val in flatten_taps(rec).items():
-                    for suffix, arr in encode_tap(val[k], topk, dtype).items():
-                        arrays[name + suffix] = arr
+                arrays.update(
+                    encode_taps({
+                        n: v[k]
+                        for n, v in flatten_taps(rec).items()
+                    }, topk, dtype))
                 save_arrays(path, arrays)
                 if bar is not None:
                     bar.update()
@@ -494,9 +496,7 @@ def build_exact(cfg: Config,
                     '__fingerprint': input_fingerprint(inputs).numpy(),
                     '__img_path': np.array([str(s.metainfo.get('img_path', '')) for s in samples])
                 }
-                for name, val in flatten_taps(rec).items():
-                    for suffix, arr in encode_tap(val, topk, dtype).items():
-                        arrays[name + suffix] = arr
+                arrays.update(encode_taps(flatten_taps(rec), topk, dtype))
                 save_arrays(path, arrays)
         if not taps_meta:
             taps_meta = _tap_facts(rec, inputs, identity['taps_text'])

@@ -227,6 +227,23 @@ def encode_tap(value: Tensor, topk: Optional[int], dtype: str = 'float16') -> Di
     }
 
 
+def encode_taps(taps: Dict[str, Tensor],
+                topk: Optional[int],
+                dtype: str = 'float16') -> Dict[str, np.ndarray]:
+    """:func:`encode_tap` of every tap, keyed ``<tap name><suffix>`` as a cache entry stores them
+    (:func:`tap_arrays` selects one tap's arrays again)."""
+    return {
+        name + suffix: arr
+        for name, value in taps.items()
+        for suffix, arr in encode_tap(value, topk, dtype).items()
+    }
+
+
+def tap_arrays(arrays, name: str) -> Dict[str, np.ndarray]:
+    """The arrays of one tap in a cache entry written by :func:`encode_taps`."""
+    return {k: v for k, v in arrays.items() if k == name or k.startswith(name + '.')}
+
+
 def decode_tap(arrays, name: str, channels: int) -> Tensor:
     """Inverse of :func:`encode_tap` (float32 tensor)."""
     if name in arrays:
@@ -492,7 +509,7 @@ class TeacherCache:
             cache_scale_xy = tuple(float(v) for v in arrays['__scale_factor'])
             maps = {}
             for t, facts in stored:
-                parts = {k: v for k, v in arrays.items() if k == t or k.startswith(t + '.')}
+                parts = tap_arrays(arrays, t)
                 map_hw = tuple(next(iter(parts.values())).shape[-2:])
                 # a flipped sample reads the mirrored image's map (flip_cache) when cached
                 uy, ux = replay_coords(
