@@ -20,7 +20,6 @@ from __future__ import annotations
 import glob
 import json
 import math
-import os
 import os.path as osp
 import re
 import shutil
@@ -295,13 +294,6 @@ def read_test_metrics(work_dir: str, key: Optional[str] = 'mIoU') -> Optional[di
     return None
 
 
-def _copy_atomic(src: str, dst: str) -> None:
-    os.makedirs(osp.dirname(dst), exist_ok=True)
-    tmp = f'{dst}.tmp{os.getpid()}'
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def archive_run(work_dir: str, dest: str) -> List[str]:
     """Copy what :func:`load_run` and :func:`read_test_metrics` read from a work dir to ``dest``.
 
@@ -321,12 +313,14 @@ def archive_run(work_dir: str, dest: str) -> List[str]:
     Raises:
         FileNotFoundError: ``work_dir`` holds no training or validation logs.
     """
+    from rtkd.distill.teacher_cache import atomic_write_bytes  # the one atomic writer
     load_run(work_dir)  # fails early, with its message, when there is nothing to keep
     wd = osp.abspath(work_dir)
     pats = ['*/vis_data/scalars.json', '*.py', 'test/*/*.json']
     rels = sorted({osp.relpath(p, wd) for pat in pats for p in glob.glob(osp.join(wd, pat))})
     for rel in rels:
-        _copy_atomic(osp.join(wd, rel), osp.join(dest, rel))
+        with open(osp.join(wd, rel), 'rb') as src:
+            atomic_write_bytes(osp.join(dest, rel), lambda f: shutil.copyfileobj(src, f))
     return rels
 
 
