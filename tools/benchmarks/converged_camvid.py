@@ -78,8 +78,13 @@ def max_iters(cfg_path: str) -> int:
     return int(Config.fromfile(cfg_path).train_cfg.max_iters)
 
 
+def run_dir(folder: str, name: str, seed: int) -> str:
+    """The folder of one (run, seed) below a work dir or an archive."""
+    return osp.join(folder, f'{name}_seed{seed}')
+
+
 def train_and_test(name: str, cfg: str, seed: int, args, env: dict) -> None:
-    wd = osp.join(args.work_dir, f'{name}_seed{seed}')
+    wd = run_dir(args.work_dir, name, seed)
     it = max_iters(cfg)
     final = osp.join(wd, f'iter_{it}.pth')
     if not osp.isfile(final):
@@ -114,7 +119,7 @@ def report(runs, seeds, work_dir: str) -> str:
     rows, curves = [], {}
     for name, cfg in runs:
         for s in seeds:
-            wd = osp.join(work_dir, f'{name}_seed{s}')
+            wd = run_dir(work_dir, name, s)
             c = val_curve(wd)
             if not c:
                 continue
@@ -210,9 +215,8 @@ def main(argv=None) -> None:
             for name, cfg in runs:
                 train_and_test(name, cfg, s, args, env)
                 if args.archive:
-                    wd = osp.join(args.work_dir, f'{name}_seed{s}')
-                    dest = osp.join(args.archive, f'{name}_seed{s}')
-                    n = len(archive_run(wd, dest))
+                    dest = run_dir(args.archive, name, s)
+                    n = len(archive_run(run_dir(args.work_dir, name, s), dest))
                     print(f'[converged] {name} seed {s}: {n} files archived in {dest}', flush=True)
     print(report(runs, args.seeds, args.work_dir))
 
