@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import os.path as osp
 import warnings
 
 import numpy as np
@@ -319,6 +320,8 @@ def patch_resume_with_initial_weights() -> None:
     (``load_from`` initialised the first run, and the resumed state replaces it anyway), or,
     when the work dir has none yet, starts the run from ``load_from`` as if ``--resume`` had not
     been given. A ``load_from`` that is itself a training checkpoint keeps mmengine's meaning.
+    A local ``load_from`` that does not exist (weights moved, another machine) is not needed to
+    resume: the latest checkpoint of the work dir is used; with none, mmengine reports it.
     """
     from mmengine.runner import Runner, find_latest_checkpoint
     original = Runner.load_or_resume
@@ -328,6 +331,13 @@ def patch_resume_with_initial_weights() -> None:
     @functools.wraps(original)
     def load_or_resume(self):
         if not self._has_loaded and self._resume and self._load_from is not None and \
+                '://' not in self._load_from and not osp.exists(self._load_from):
+            latest = find_latest_checkpoint(self.work_dir)
+            if latest is not None:  # initial weights absent here: the run's state is enough
+                self.logger.info(f'load_from {self._load_from!r} does not exist here; it only '
+                                 f'initialised the first run: resuming from {latest!r}.')
+                self._load_from = latest
+        elif not self._has_loaded and self._resume and self._load_from is not None and \
                 not _holds_training_state(self._load_from):
             latest = find_latest_checkpoint(self.work_dir)
             if latest is not None:

@@ -159,3 +159,7 @@ def test_resume_when_load_from_holds_initial_weights(tiny_camvid, tmp_path):
     runner, log = run(4, 'resume_init_c', load_from=osp.join(first, 'iter_2.pth'), work='own')
     assert 'resumed epoch: 0, iter: 2' in log and runner.iter == 4, log[-2000:]
     assert 'holds weights only' not in log and 'starting from the weights' not in log
+    # the initial weights gone (other machine, teacher folder moved): the run's own state resumes
+    runner, log = run(6, 'resume_init_d', load_from=str(tmp_path / 'gone.pth'))
+    assert 'resumed epoch: 0, iter: 4' in log and runner.iter == 6, log[-2000:]
+    assert 'does not exist here' in log
