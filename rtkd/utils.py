@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import tempfile
 
 import torch
 
@@ -49,3 +50,33 @@ def check_file(path: str, what: str) -> str:
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what} file not found: {osp.abspath(path)!r} does not exist.')
     return path
+
+
+def atomic_write_bytes(path: str, write_fn) -> None:
+    """Write a file so that a reader sees the old file or the whole new one, never a part.
+
+    ``write_fn(fileobj)`` writes into a temporary file in the same folder, which is flushed,
+    fsynced, given the usual umask permissions and renamed over ``path``; on any error (an
+    interrupt included) the temporary file is removed and ``path`` is left as it was. The one
+    atomic writer of rtkd: teacher caches, installed teachers and archived run logs use it.
+
+    Args:
+        path (str): the file to (over)write; its folder is created when missing.
+        write_fn (callable): called once with a binary file object open for writing.
+    """
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=osp.basename(path))
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -193,3 +193,21 @@ def test_weighted_cross_entropy_with_ignored_pixels():
     loss = CrossEntropyLoss(class_weight=w, loss_weight=1.0)(logits, label, ignore_index=255)
     ref = torch.nn.functional.cross_entropy(logits, label, weight=torch.tensor(w), ignore_index=255)
     assert torch.allclose(loss, ref, atol=1e-6)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from rtkd.utils import atomic_write_bytes
+    path = str(tmp_path / 'sub' / 'f.bin')
+    atomic_write_bytes(path, lambda f: f.write(b'old'))  # creates the folder
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+
+    def fail_midway(f):
+        f.write(b'new, half')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(path, fail_midway)
+    assert open(path, 'rb').read() == b'old'
+    assert os.listdir(tmp_path / 'sub') == ['f.bin']  # no temporary file left behind

@@ -43,7 +43,6 @@ import json
 import math
 import os
 import os.path as osp
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -51,6 +50,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from rtkd.utils import atomic_write_bytes
 
 MANIFEST = 'manifest.json'
 CACHE_FORMAT = 1
@@ -88,26 +89,6 @@ def text_digest(obj) -> str:
     except TypeError:
         text = repr(obj)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def atomic_write_bytes(path: str, write_fn) -> None:
-    """Write a file through ``write_fn(fileobj)`` into a temporary file, then rename it."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=osp.basename(path))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_arrays(path: str, arrays: Dict[str, np.ndarray]) -> None:

@@ -313,7 +313,7 @@ def archive_run(work_dir: str, dest: str) -> List[str]:
     Raises:
         FileNotFoundError: ``work_dir`` holds no training or validation logs.
     """
-    from rtkd.distill.teacher_cache import atomic_write_bytes  # the one atomic writer
+    from rtkd.utils import atomic_write_bytes
     load_run(work_dir)  # fails early, with its message, when there is nothing to keep
     wd = osp.abspath(work_dir)
     pats = ['*/vis_data/scalars.json', '*.py', 'test/*/*.json']

@@ -72,6 +72,7 @@ def test_install_writes_the_inference_weights_and_a_flat_config(trained, tmp_pat
     assert keys == {k for k in src if not k.startswith('auxiliary_head')}
     assert all(torch.equal(out['state_dict'][k], src[k]) for k in keys)
     assert out['meta']['iter'] == 10 and len(out['meta']['source_sha256']) == 64
+    assert str(tmp_path) not in str(out['meta'])  # no folder of this machine in a shared file
     flat = Config.fromfile(str(dest / 'infer.py'))  # no _base_ left: loads anywhere
     assert '_base_' not in (dest / 'infer.py').read_text()
     assert flat.model.auxiliary_head is None and flat.train_dataloader is None

@@ -10,9 +10,10 @@ inference config and the weights. This tool writes both from what training left 
 
 * ``<dest>/<name>.pth``: the weights the inference config uses, nothing else (training-only
   auxiliary heads, optimizer state and message hub are dropped, so the file is ~4x smaller and
-  loads with ``torch.load(weights_only=True)``); ``meta`` records the source checkpoint, its
-  iteration and SHA-256. A checkpoint that does not fit the config stops with the missing
-  weights named (rtkd's one loading rule, :func:`rtkd.apis.load_weights`).
+  loads with ``torch.load(weights_only=True)``); ``meta`` records the source checkpoint's file
+  name (not its folder: the file is meant to be shared), iteration and SHA-256. A checkpoint
+  that does not fit the config stops with the missing weights named (rtkd's one loading rule,
+  :func:`rtkd.apis.load_weights`).
 * ``<dest>/<config file name>``: the inference config *flattened* (its ``_base_`` files merged
   in, so it works outside the repository) and without a training part (``train_dataloader =
   None``; ``mim test`` / ``tools/test.py`` accept it). An existing file of that name is kept
@@ -62,7 +63,8 @@ def install(config: str, checkpoint: str, name: str, dest: str) -> tuple:
     from mmengine.config import Config
 
     from rtkd.apis import init_segmentor, load_weights
-    from rtkd.distill.teacher_cache import atomic_write_bytes, file_sha256
+    from rtkd.distill.teacher_cache import file_sha256
+    from rtkd.utils import atomic_write_bytes
     if not name or osp.basename(name) != name or name.endswith('.pth'):
         raise ValueError(f'--name must be a plain file name without .pth, got {name!r}.')
     os.makedirs(dest, exist_ok=True)
@@ -75,7 +77,7 @@ def install(config: str, checkpoint: str, name: str, dest: str) -> tuple:
     ckpt = load_weights(model, checkpoint)  # raises when the weights do not fit
     src_meta = ckpt.get('meta') or {}
     meta = dict(
-        source=osp.abspath(checkpoint),
+        source=osp.basename(checkpoint),  # a folder of this machine means nothing elsewhere
         source_sha256=file_sha256(checkpoint),
         iter=src_meta.get('iter'),
         dataset_meta=src_meta.get('dataset_meta') or model.dataset_meta or None)
