@@ -20,9 +20,9 @@ from __future__ import annotations
 import glob
 import json
 import math
+import os
 import os.path as osp
 import re
-import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -301,7 +301,9 @@ def archive_run(work_dir: str, dest: str) -> List[str]:
     ``work_dirs``, e.g. in the repository: every ``<timestamp>/vis_data/scalars.json`` (one per
     launch; a resumed run has several), the configs mmengine dumped into the work dir, and the
     metrics JSON of test launches in ``test/<timestamp>/``, in the same layout, so ``dest``
-    reads as the work dir does. Each file is written atomically.
+    reads as the work dir does. Each file is written atomically. The dumped configs are made
+    portable: folders of this machine in them (the work dir, ``$RTKD_TEACHERS``, the home
+    folder) are written as ``work_dirs/<name>``, ``$RTKD_TEACHERS`` and ``~``.
 
     Args:
         work_dir (str): the run's ``work_dir``.
@@ -320,8 +322,24 @@ def archive_run(work_dir: str, dest: str) -> List[str]:
     rels = sorted({osp.relpath(p, wd) for pat in pats for p in glob.glob(osp.join(wd, pat))})
     for rel in rels:
         with open(osp.join(wd, rel), 'rb') as src:
-            atomic_write_bytes(osp.join(dest, rel), lambda f: shutil.copyfileobj(src, f))
+            data = src.read()
+        if rel.endswith('.py'):
+            data = _portable_config(data.decode('utf-8'), wd).encode('utf-8')
+        atomic_write_bytes(osp.join(dest, rel), lambda f: f.write(data))
     return rels
+
+
+def _portable_config(text: str, work_dir: str) -> str:
+    """``text`` with this machine's folders replaced by names that mean the same elsewhere."""
+    subs = [(work_dir, f'work_dirs/{osp.basename(work_dir)}')]
+    teachers = os.environ.get('RTKD_TEACHERS')
+    if teachers:
+        subs.append((osp.abspath(osp.expanduser(teachers)), '$RTKD_TEACHERS'))
+    subs.append((osp.expanduser('~'), '~'))
+    for old, new in sorted(subs, key=lambda s: -len(s[0])):  # the longest folder first
+        if len(old) > 1:
+            text = text.replace(old, new)
+    return text
 
 
 def _distiller_info(path: str) -> tuple:

@@ -202,9 +202,10 @@ def test_parse_logs_of_a_distillation_run(runs):
     assert osp.basename(runs['cfg'])[:-3] in run.config_names  # the student config
 
 
-def test_archive_run_keeps_what_the_report_reads(runs, tmp_path):
+def test_archive_run_keeps_what_the_report_reads(runs, tmp_path, monkeypatch):
     """archive_run: the scalars of every launch, the dumped config and a test launch's metrics,
-    no checkpoint; the archive reads as the work dir does (curves, test mIoU)."""
+    no checkpoint; the archive reads as the work dir does (curves, test mIoU); no folder of this
+    machine in the archived config."""
     import shutil
 
     from mmengine.config import Config
@@ -226,6 +227,10 @@ def test_archive_run_keeps_what_the_report_reads(runs, tmp_path):
     Runner.from_cfg(cfg).test()  # a real test launch: test/<timestamp>/<timestamp>.json
     tested = read_test_metrics(osp.join(wd, 'test'))
     assert tested is not None
+    monkeypatch.setenv('RTKD_TEACHERS', str(tmp_path / 'teachers'))
+    dumped, = glob.glob(osp.join(wd, '*.py'))
+    with open(dumped, 'a') as f:  # what a real run's dumped config holds
+        f.write(f"\nrun_folder = {wd!r}\nteacher_file = {str(tmp_path / 'teachers/t.pth')!r}\n")
 
     dest = str(tmp_path / 'archive' / 'run_seed0')
     rels = archive_run(wd, dest)
@@ -237,6 +242,9 @@ def test_archive_run_keeps_what_the_report_reads(runs, tmp_path):
     assert b.series('mIoU', 'val') == a.series('mIoU', 'val') and len(b.train) == 2
     assert b.config_names == a.config_names
     assert read_test_metrics(osp.join(dest, 'test')) == tested
+    kept = Config.fromfile(osp.join(dest, osp.basename(dumped)))
+    assert kept.run_folder == 'work_dirs/run' and kept.teacher_file == '$RTKD_TEACHERS/t.pth'
+    assert str(tmp_path) not in open(osp.join(dest, osp.basename(dumped))).read()
     assert archive_run(wd, dest) == rels  # again: replaced, no temporary files left
     assert sorted(
         osp.relpath(p, dest) for p in glob.glob(osp.join(dest, '**', '*'), recursive=True)
