@@ -67,10 +67,13 @@ def test_camvid_cwd_recipe_trains_a_step():
 # configs that compose: teacher bases, the distillation runtime base, the student named once,
 # metafiles (issue 13, item 3)
 # ---------------------------------------------------------------------------------------------
+#: teacher base -> (its folder when RTKD_TEACHERS is unset, weights file)
 TEACHER_BASES = {
-    'bisenetv2_camvid-240x320.py': 'bisenetv2_camvid-240x320.pth',
-    'bisenetv2-ft3000_camvid-240x320.py': 'bisenetv2_camvid-240x320_ft3000.pth',
-    'bisenetv2-ft7000_camvid-240x320.py': 'bisenetv2_camvid-240x320_ft7000.pth',
+    'bisenetv2_camvid-240x320.py': ('../shared/teachers', 'bisenetv2_camvid-240x320.pth'),
+    'bisenetv2-ft3000_camvid-240x320.py':
+    ('../shared/teachers', 'bisenetv2_camvid-240x320_ft3000.pth'),
+    'bisenetv2-ft7000_camvid-240x320.py':
+    ('checkpoints/teachers', 'bisenetv2_camvid-240x320_ft7000.pth'),  # ships with rtkd
 }
 ALL_RECIPES = sorted(glob.glob(osp.join(ROOT, 'configs', 'distill', '**', '*.py'), recursive=True))
 CAMVID_RECIPES = [p for p in ALL_RECIPES if 'camvid' in osp.basename(p)]
@@ -89,16 +92,17 @@ def _code(path: str) -> str:
 
 
 def test_camvid_recipes_name_their_teacher_through_a_base(monkeypatch, tmp_path):
-    """No CamVid recipe spells a machine path; with RTKD_TEACHERS unset the teacher base points at
-    ../shared/teachers, with it set every teacher (config and weights) moves there."""
+    """No CamVid recipe spells a machine path; with RTKD_TEACHERS unset a teacher base points at
+    ../shared/teachers (the ft7000 one at the repository's checkpoints/teachers), with it set
+    every teacher (config and weights) moves there."""
     assert len(CAMVID_RECIPES) >= 15
     for path in CAMVID_RECIPES:
         assert '../shared' not in _code(path), f'{path}: name the teacher through a teacher base'
     monkeypatch.delenv('RTKD_TEACHERS', raising=False)
-    for base, ckpt in TEACHER_BASES.items():
+    for base, (folder, ckpt) in TEACHER_BASES.items():
         t = Config.fromfile(osp.join(ROOT, 'configs', '_base_', 'teachers', base)).teacher
-        assert t.config == '../shared/teachers/bisenetv2_camvid-240x320_infer.py', base
-        assert t.checkpoint == f'../shared/teachers/{ckpt}', base
+        assert t.config == f'{folder}/bisenetv2_camvid-240x320_infer.py', base
+        assert t.checkpoint == f'{folder}/{ckpt}', base
     monkeypatch.setenv('RTKD_TEACHERS', str(tmp_path))
     with_teacher = 0
     for path in CAMVID_RECIPES:
@@ -110,6 +114,25 @@ def test_camvid_recipes_name_their_teacher_through_a_base(monkeypatch, tmp_path)
             assert spec.checkpoint.startswith(str(tmp_path)), (path, spec.checkpoint)
             with_teacher += 1
     assert with_teacher >= 12  # BYOT and DML (two students) have no teacher
+
+
+def test_shipped_teacher_loads_into_its_config():
+    """checkpoints/teachers holds the ft7000 teacher: weights-only loadable, every weight of its
+    inference config present (rtkd's loading rule raises on a missing one), the SHA-256 its README
+    names, and its config builds the same model as the in-repo inference config."""
+    from rtkd.apis import init_segmentor, load_weights
+    from rtkd.distill.teacher import teacher_identity
+    from rtkd.distill.teacher_cache import file_sha256
+    folder = osp.join(ROOT, 'checkpoints', 'teachers')
+    ckpt = osp.join(folder, 'bisenetv2_camvid-240x320_ft7000.pth')
+    cfg = osp.join(folder, 'bisenetv2_camvid-240x320_infer.py')
+    assert file_sha256(ckpt) in _raw(osp.join(folder, 'README.md'))
+    model = init_segmentor(Config.fromfile(cfg))
+    meta = load_weights(model, ckpt)['meta']
+    assert meta['iter'] == 4000 and len(meta['dataset_meta']['classes']) == 11
+    ours = teacher_identity(
+        dict(config=osp.join(ROOT, 'configs/_base_/teachers/bisenetv2_camvid-240x320_infer.py')))
+    assert teacher_identity(dict(config=cfg))['teacher_config'] == ours['teacher_config']
 
 
 @pytest.mark.skipif(
