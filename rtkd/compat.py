@@ -330,23 +330,20 @@ def patch_resume_with_initial_weights() -> None:
 
     @functools.wraps(original)
     def load_or_resume(self):
-        if not self._has_loaded and self._resume and self._load_from is not None and \
-                '://' not in self._load_from and not osp.exists(self._load_from):
+        init = self._load_from
+        if self._has_loaded or not self._resume or init is None:
+            return original(self)
+        absent = '://' not in init and not osp.exists(init)  # a local file not on this machine
+        if absent or not _holds_training_state(init):  # initial weights, not a run's state
             latest = find_latest_checkpoint(self.work_dir)
-            if latest is not None:  # initial weights absent here: the run's state is enough
-                self.logger.info(f'load_from {self._load_from!r} does not exist here; it only '
-                                 f'initialised the first run: resuming from {latest!r}.')
-                self._load_from = latest
-        elif not self._has_loaded and self._resume and self._load_from is not None and \
-                not _holds_training_state(self._load_from):
-            latest = find_latest_checkpoint(self.work_dir)
+            what = 'does not exist here' if absent else 'holds weights only'
             if latest is not None:
-                self.logger.info(f'load_from {self._load_from!r} holds weights only (it '
-                                 f'initialised the first run): resuming from {latest!r}.')
+                self.logger.info(f'load_from {init!r} {what} (it initialised the first run): '
+                                 f'resuming from {latest!r}.')
                 self._load_from = latest
-            else:
+            elif not absent:  # an absent file with nothing to resume: mmengine reports it
                 self.logger.info(f'no checkpoint in {self.work_dir!r} to resume from: starting '
-                                 f'from the weights in load_from {self._load_from!r}.')
+                                 f'from the weights in load_from {init!r}.')
                 self._resume = False
         return original(self)
 
