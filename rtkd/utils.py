@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import platform
 import tempfile
 
 import torch
@@ -80,3 +81,19 @@ def atomic_write_bytes(path: str, write_fn) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def cpu_name() -> str:
+    """CPU model name from /proc/cpuinfo (Linux) or the platform module.
+
+    Returns:
+        str: e.g. ``'Intel(R) Xeon(R) Processor'``.
+    """
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

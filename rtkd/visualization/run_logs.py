@@ -299,8 +299,9 @@ def archive_run(work_dir: str, dest: str) -> List[str]:
 
     Keeps the evidence of a finished run (a few tens of kB, no checkpoint) where it outlives
     ``work_dirs``, e.g. in the repository: every ``<timestamp>/vis_data/scalars.json`` (one per
-    launch; a resumed run has several), the configs mmengine dumped into the work dir, and the
-    metrics JSON of test launches in ``test/<timestamp>/``, in the same layout, so ``dest``
+    launch; a resumed run has several), the configs mmengine dumped into the work dir, the
+    metrics JSON of test launches in ``test/<timestamp>/`` and ``host.json`` (the machines the
+    launches ran on, written by the converged benchmark), in the same layout, so ``dest``
     reads as the work dir does. Each file is written atomically. The dumped configs are made
     portable: folders of this machine in them (the work dir, ``$RTKD_TEACHERS``, the home
     folder) are written as ``work_dirs/<name>``, ``$RTKD_TEACHERS`` and ``~``.
@@ -318,7 +319,7 @@ def archive_run(work_dir: str, dest: str) -> List[str]:
     from rtkd.utils import atomic_write_bytes
     load_run(work_dir)  # fails early, with its message, when there is nothing to keep
     wd = osp.abspath(work_dir)
-    pats = ['*/vis_data/scalars.json', '*.py', 'test/*/*.json']
+    pats = ['*/vis_data/scalars.json', '*.py', 'test/*/*.json', 'host.json']
     rels = sorted({osp.relpath(p, wd) for pat in pats for p in glob.glob(osp.join(wd, pat))})
     for rel in rels:
         with open(osp.join(wd, rel), 'rb') as src:

@@ -33,7 +33,6 @@ import csv
 import glob
 import os
 import os.path as osp
-import platform
 import sys
 import tempfile
 import time
@@ -98,18 +97,6 @@ def find_all_configs(config_root: str = osp.join(ROOT, 'configs')) -> list:
     return found
 
 
-def cpu_name() -> str:
-    """CPU model name from /proc/cpuinfo (Linux) or the platform module."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _fmt(value, digits: int) -> str:
     return '' if value is None else f'{value:.{digits}f}'
 
@@ -170,7 +157,7 @@ def main(argv=None) -> int:
     from rtkd.analysis.stats import (REFERENCE_CONFIG, build_segmentor, count_flops, count_params,
                                      median, num_classes_of, paired_ratio, random_input,
                                      time_round_robin)
-    from rtkd.utils import check_file
+    from rtkd.utils import check_file, cpu_name
 
     if args.threads:
         torch.set_num_threads(args.threads)
