@@ -193,20 +193,18 @@ def run_jobs(jobs: list, fn, parallel: int = 1) -> list:
     Returns:
         list: ``(job, exception)`` of every job that failed, in the order given.
     """
-    if parallel <= 1:
-        failed = []
-        for job in jobs:
-            try:
-                fn(job)
-            except Exception as e:  # noqa: B902  (reported, the matrix goes on)
-                print(e, flush=True)
-                failed.append((job, e))
-        return failed
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = [(job, pool.submit(fn, job)) for job in jobs]
+
+    def guarded(job):  # a failure is shown when it happens, and the matrix goes on
+        try:
+            fn(job)
+        except Exception as e:  # noqa: B902
+            print(e, flush=True)
+            raise
+
+    # one worker runs the jobs one after the other, in the order given
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        futures = [(job, pool.submit(guarded, job)) for job in jobs]
     failed = [(job, f.exception()) for job, f in futures if f.exception() is not None]
-    for _, e in failed:
-        print(e, flush=True)
     return failed
 
 
