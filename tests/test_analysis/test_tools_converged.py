@@ -100,3 +100,17 @@ def test_report_of_the_archive_names_each_runs_host(tool, tmp_path):
     (tmp_path / 'a' / 'fast-scnn_6k_seed0' / 'host.json').unlink()
     md = tool.report([('fast-scnn_6k', BASELINE)], [0], str(tmp_path / 'a'))
     assert '| fast-scnn_6k | 0 | 60.74 | 60.74 (6000) | n/a | not recorded |' in md
+
+
+def test_report_dir_keeps_the_archive_unwritten(tool, tmp_path):
+    shutil.copytree(ARCHIVE, tmp_path / 'a')
+    before = sorted(p.relative_to(tmp_path / 'a') for p in (tmp_path / 'a').rglob('*'))
+    md = tool.report([('fast-scnn_6k', BASELINE)], [0, 1], str(tmp_path / 'a'),
+                     str(tmp_path / 'out'))
+    assert sorted(p.relative_to(tmp_path / 'a') for p in (tmp_path / 'a').rglob('*')) == before
+    assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == [
+        'converged.csv', 'converged.md', 'curves.png'
+    ]
+    assert (tmp_path / 'out' / 'converged.md').read_text() == md
+    assert '| fast-scnn_6k | 2 | 6000 | 59.90 +- 1.19 | 48.49 +- 0.96 |' in md
+    assert (tmp_path / 'out' / 'curves.png').read_bytes()[:4] == b'\x89PNG'

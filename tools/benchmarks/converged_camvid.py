@@ -7,7 +7,8 @@ where it stopped), then its final checkpoint is tested on the CamVid **test** sp
 ``mim test mmseg`` (``tools/test.py`` when mim is missing). The report (``--report-only`` skips
 training) reads mmengine's ``scalars.json`` (val mIoU every ``val_interval``) and the test metrics
 JSON, and writes ``converged.md`` / ``converged.csv`` (per seed and mean +- std) and
-``curves.png`` (val mIoU against iterations, every seed thin, the mean thick).
+``curves.png`` (val mIoU against iterations, every seed thin, the mean thick) into the work dir,
+or into ``--report-dir`` (e.g. to report on the archive in the repository without writing there).
 
 ``--archive DIR`` copies the evidence of every finished (run, seed) -- its ``scalars.json`` files,
 its dumped config and its test metrics JSON, in the same work-dir layout, a few tens of kB, no
@@ -60,6 +61,11 @@ def parse_args(argv=None):
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--work-dir', default='work_dirs/converged')
     p.add_argument('--report-only', action='store_true', help='no training / testing')
+    p.add_argument(
+        '--report-dir',
+        default=None,
+        metavar='DIR',
+        help='where converged.md / .csv / curves.png go (default: the work dir)')
     p.add_argument('--threads', type=int, default=None, help='OMP_NUM_THREADS of the runs')
     p.add_argument(
         '--parallel',
@@ -208,9 +214,21 @@ def run_jobs(jobs: list, fn, parallel: int = 1) -> list:
     return failed
 
 
-def report(runs, seeds, work_dir: str) -> str:
-    """Write converged.md / converged.csv / curves.png; return the markdown."""
+def report(runs, seeds, work_dir: str, out_dir: str = None) -> str:
+    """Report the (run, seed) folders of ``work_dir``.
+
+    Args:
+        runs (list): ``(name, config)`` pairs.
+        seeds (list): seeds to look for.
+        work_dir (str): folder of the ``<name>_seed<seed>`` run folders (a work dir or an archive).
+        out_dir (str, optional): where ``converged.md`` / ``converged.csv`` / ``curves.png`` are
+            written (created); default ``work_dir``.
+
+    Returns:
+        str: the markdown of ``converged.md``.
+    """
     import pandas as pd
+    out_dir = out_dir or work_dir
     rows, curves = [], {}
     for name, cfg in runs:
         for s in seeds:
@@ -236,7 +254,9 @@ def report(runs, seeds, work_dir: str) -> str:
     if not rows:
         return 'no runs with validation results yet'
     df = pd.DataFrame(rows)
-    df.to_csv(osp.join(work_dir, 'converged.csv'), index=False)
+    os.makedirs(out_dir, exist_ok=True)
+    csv = df.to_csv(index=False).encode()
+    atomic_write_bytes(osp.join(out_dir, 'converged.csv'), lambda f: f.write(csv))
     agg = df.groupby(
         'run', sort=False).agg(
             seeds=('seed', 'count'),
@@ -269,9 +289,8 @@ def report(runs, seeds, work_dir: str) -> str:
         for s, c in per_seed.items():
             lines.append(f'- {name} seed {s}: ' + ', '.join(f'{k}: {v:.2f}' for k, v in c.items()))
     md = '\n'.join(lines) + '\n'
-    with open(osp.join(work_dir, 'converged.md'), 'w') as f:
-        f.write(md)
-    _plot(curves, osp.join(work_dir, 'curves.png'))
+    atomic_write_bytes(osp.join(out_dir, 'converged.md'), lambda f: f.write(md.encode()))
+    _plot(curves, osp.join(out_dir, 'curves.png'))
     return md
 
 
@@ -292,7 +311,7 @@ def _plot(curves: dict, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write_bytes(path, lambda f: fig.savefig(f, format='png', dpi=110))
     plt.close(fig)
 
 
@@ -331,7 +350,7 @@ def main(argv=None) -> None:
         # seed-major: every run gets seed 0 before any gets seed 1
         jobs = [(name, cfg, s) for s in args.seeds for name, cfg in runs]
         failed = run_jobs(jobs, one, args.parallel)
-    print(report(runs, args.seeds, args.work_dir))
+    print(report(runs, args.seeds, args.work_dir, args.report_dir))
     if failed:
         names = ', '.join(f'{n} seed {s}' for (n, _, s), _ in failed)
         raise SystemExit(f'[converged] failed: {names}')
