@@ -254,7 +254,6 @@ def report(runs, seeds, work_dir: str, out_dir: str = None) -> str:
     if not rows:
         return 'no runs with validation results yet'
     df = pd.DataFrame(rows)
-    os.makedirs(out_dir, exist_ok=True)
     csv = df.to_csv(index=False).encode()
     atomic_write_bytes(osp.join(out_dir, 'converged.csv'), lambda f: f.write(csv))
     agg = df.groupby(
